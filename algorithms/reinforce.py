@@ -1,0 +1,364 @@
+"""REINFORCE with an optional learned baseline (Williams 1992; Sutton & Barto 2018, Sections 13.3-13.4).
+
+The Monte Carlo policy gradient: play whole episodes with the current policy, compute each step's
+discounted return G_t, and raise the log-probability of every action in proportion to G_t (minus a
+learned state-value baseline b(s_t), which lowers the variance without biasing the gradient).
+Paper: https://link.springer.com/article/10.1007/BF00992696; book: http://incompleteideas.net/book/the-book-2nd.html.
+
+Spaces: Box observations; Discrete actions (Categorical policy) or Box actions (Gaussian policy with
+a state-independent log-std; the sample is clipped to the bounds only for the env, the log-prob uses
+the unclipped sample). Each iteration resets the `num_envs` vector envs and plays exactly one whole
+episode in each: an env that finishes early keeps stepping until the slowest one ends, and those idle
+steps are discarded (but counted in global_step, which is always environment steps).
+
+Deliberate choices: the gradient drops the gamma^t factor of the book's pseudocode (as almost every
+implementation does). A time-limit truncation is not an end: with the baseline, the truncated step's
+return is bootstrapped, G_T-1 = r + gamma * b(final obs); without it there is nothing to bootstrap from,
+so the episode is treated as if it had ended there (the return past the time limit counts as zero).
+
+    python algorithms/reinforce.py                                    # CartPole-v1
+    python algorithms/reinforce.py --env-id Acrobot-v1 --no-baseline
+    python algorithms/reinforce.py --env-id Pendulum-v1 --ent-coef 0.001
+    python algorithms/reinforce.py --model-path runs/.../reinforce.pt --total-timesteps 0 --capture-video
+The last line evaluates a saved model without training (and records the evaluation episodes).
+"""
+
+import csv
+import json
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.distributions import Categorical, Normal
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
+PROGRESS_SECONDS = 5.0  # at most one console progress line this often
+
+
+# ---------------------------------------------------------------------------------------- Args
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of random, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (CPU runs are deterministic at a fixed thread count anyway)"""
+    cuda: bool = True
+    """use a GPU when one is available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "lucidrl"
+    """the W&B project"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    capture_video: bool = False
+    """record the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save the model to runs/{run_name}/{exp_name}.pt"""
+    model_path: Optional[str] = None
+    """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    env_id: str = "CartPole-v1"
+    """the Gymnasium environment id (Box observations; Discrete or Box actions)"""
+    total_timesteps: int = 500_000
+    """environment steps of training (idle steps included)"""
+    num_envs: int = 8
+    """parallel environments: episodes per policy update"""
+    learning_rate: float = 1e-3
+    """Adam step size of the policy"""
+    baseline: bool = True
+    """learn a state-value baseline b(s) and use G_t - b(s_t) as the policy-gradient weight"""
+    baseline_learning_rate: float = 1e-3
+    """Adam step size of the baseline"""
+    gamma: float = 0.99
+    """the discount factor"""
+    normalize_returns: bool = True
+    """standardise the policy-gradient weights (G_t, or G_t - b(s_t)) over each batch"""
+    ent_coef: float = 0.0
+    """weight of the entropy bonus"""
+    max_grad_norm: float = 0.5
+    """clip each network's gradient to this global norm"""
+    hidden_size: int = 64
+    """units in each of the two hidden layers"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes at the end"""
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------- Env
+def make_env(env_id: str, render_mode: Optional[str] = None):
+    def thunk() -> gym.Env:
+        return gym.make(env_id, render_mode=render_mode)
+
+    return thunk
+
+
+# ---------------------------------------------------------------------------------------- Networks
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights and constant bias (the PPO implementation-details init)."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(in_size: int, hidden: int, out_size: int, out_std: float) -> nn.Sequential:
+    return nn.Sequential(layer_init(nn.Linear(in_size, hidden)), nn.Tanh(),
+                         layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
+                         layer_init(nn.Linear(hidden, out_size), std=out_std))
+
+
+class Policy(nn.Module):
+    """pi(a|s): Categorical over logits for Discrete actions, diagonal Gaussian for Box actions."""
+
+    def __init__(self, obs_size: int, action_space: gym.Space, hidden: int):
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        out_size = action_space.n if self.discrete else int(np.prod(action_space.shape))
+        # A small last layer starts the policy close to uniform (or zero-mean).
+        self.net = mlp(obs_size, hidden, out_size, out_std=0.01)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.zeros(out_size))  # state-independent
+
+    def distribution(self, obs: torch.Tensor):
+        out = self.net(obs)
+        if self.discrete:
+            return Categorical(logits=out)
+        return Normal(out, self.log_std.exp())
+
+    def log_prob_and_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
+        dist = self.distribution(obs)
+        if self.discrete:
+            return dist.log_prob(actions), dist.entropy()
+        return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1)  # independent action dims
+
+    def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.net(obs)
+        return out.argmax(-1) if self.discrete else out
+
+
+# ---------------------------------------------------------------------------------------- Math
+def compute_discounted_returns(rewards: torch.Tensor, bootstrap_values: torch.Tensor, valid: torch.Tensor,
+                               gamma: float) -> torch.Tensor:
+    """G_t = r_t + gamma * G_t+1 inside an episode; at its last step G = r + gamma * bootstrap, where
+    bootstrap is b(final obs) for a truncated episode and 0 for a terminated one.
+
+    All inputs are (num_steps, num_envs) with one episode per column; `valid` is 1 while the
+    column's episode runs and 0 on the idle steps after it ended. Returns (num_steps, num_envs)."""
+    returns = torch.zeros_like(rewards)
+    next_return = torch.zeros_like(rewards[0])
+    next_valid = torch.zeros_like(valid[0])
+    for t in reversed(range(rewards.shape[0])):
+        returns[t] = valid[t] * (rewards[t] + gamma * (next_valid * next_return + bootstrap_values[t]))
+        next_return, next_valid = returns[t], valid[t]
+    return returns
+
+
+def evaluate(policy: Policy, args: Args, run_dir: str, device: torch.device) -> list:
+    """Deterministic episodes (argmax, or the Gaussian mean clipped to the bounds) in a fresh env
+    seeded apart from training; returns their returns."""
+    env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)()
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + EVAL_SEED_OFFSET + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            with torch.inference_mode():
+                action = policy.deterministic_action(torch.as_tensor(obs, dtype=torch.float32, device=device).flatten())
+            action = action.cpu().numpy()
+            if not policy.discrete:
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# ---------------------------------------------------------------------------------------- Train
+def train(args: Args) -> dict:
+    for name in ("num_envs", "eval_episodes", "hidden_size"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.total_timesteps < 0:
+        fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
+    if not 0.0 <= args.gamma <= 1.0:
+        fail(f"--gamma must be in [0, 1]; got {args.gamma}")
+    if args.model_path is not None and not os.path.isfile(args.model_path):
+        fail(f"--model-path {args.model_path} is not a file")
+    try:
+        gym.spec(args.env_id)
+    except gym.error.Error as error:
+        fail(f"unknown --env-id {args.env_id}: {error}")
+    # SAME_STEP: on the step an episode ends, obs is already the reset obs and the true final
+    # observation is in infos["final_obs"] (see GYMNASIUM_1x.md).
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id) for _ in range(args.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(obs_space, gym.spaces.Box) or not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
+        fail(f"reinforce.py needs Box observations and Discrete or Box actions; {args.env_id} has {obs_space} "
+             f"observations and {action_space} actions. Try q_learning.py.")
+    discrete = isinstance(action_space, gym.spaces.Discrete)
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    obs_size = int(np.prod(obs_space.shape))
+    policy = Policy(obs_size, action_space, args.hidden_size).to(device)
+    baseline = mlp(obs_size, args.hidden_size, 1, out_std=1.0).to(device)  # b(s) ~ v_pi(s)
+    policy_optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate)
+    baseline_optimizer = torch.optim.Adam(baseline.parameters(), lr=args.baseline_learning_rate)
+    if args.model_path is not None:
+        checkpoint = torch.load(args.model_path, map_location=device)
+        try:
+            policy.load_state_dict(checkpoint["policy"])
+            baseline.load_state_dict(checkpoint["baseline"])
+        except (RuntimeError, KeyError) as error:
+            fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb  # imported lazily: it is slow and optional
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                   config=vars(args), dir=run_dir)
+    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    episodes_csv = csv.writer(episodes_file)
+    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+
+    envs.action_space.seed(args.seed)
+    episodic_returns = []
+    global_step, iteration = 0, 0
+    start_time = last_print = time.time()
+    try:
+        while global_step < args.total_timesteps:
+            iteration += 1
+            # every env starts a fresh episode under the current policy (seeded once, then streams go on)
+            next_obs, _ = envs.reset(seed=args.seed if iteration == 1 else None)
+            # ---- play one whole episode in every env; lists grow to (num_steps, num_envs, ...)
+            obs, actions, rewards, valid, bootstrap_values = [], [], [], [], []
+            running = torch.ones(args.num_envs, device=device)  # 1 until the env's episode ends
+            while bool(running.any()):
+                obs_t = torch.as_tensor(next_obs, dtype=torch.float32, device=device).reshape(args.num_envs, -1)
+                with torch.inference_mode():
+                    action = policy.distribution(obs_t).sample()
+                env_action = action.cpu().numpy()
+                if not discrete:  # clip only what the env sees; the unclipped sample keeps its log-prob
+                    env_action = np.clip(env_action, action_space.low, action_space.high)
+                next_obs, reward, terminations, truncations, infos = envs.step(env_action)
+                global_step += args.num_envs
+                bootstrap = torch.zeros(args.num_envs, device=device)
+                if args.baseline and truncations.any():  # bootstrap a time limit from b(true final obs)
+                    final_obs = np.stack([infos["final_obs"][i] for i in np.flatnonzero(truncations)])
+                    with torch.inference_mode():
+                        values = baseline(torch.as_tensor(final_obs, dtype=torch.float32, device=device)
+                                          .reshape(len(final_obs), -1)).squeeze(-1)
+                    bootstrap[torch.as_tensor(np.flatnonzero(truncations), device=device)] = values
+                obs.append(obs_t)
+                actions.append(action)
+                rewards.append(torch.as_tensor(reward, dtype=torch.float32, device=device))
+                valid.append(running.clone())
+                bootstrap_values.append(bootstrap * running)
+                running = running * torch.as_tensor(~(terminations | truncations), dtype=torch.float32, device=device)
+            obs, actions = torch.stack(obs), torch.stack(actions)  # (num_steps, num_envs, ...)
+            rewards, valid, bootstrap_values = torch.stack(rewards), torch.stack(valid), torch.stack(bootstrap_values)
+
+            # ---- log the finished episodes (one per env)
+            wall_time = time.time() - start_time
+            for episode_return, episode_length in zip((rewards * valid).sum(0).tolist(), valid.sum(0).tolist()):
+                episodes_csv.writerow([global_step, episode_return, int(episode_length), f"{wall_time:.3f}"])
+                episodic_returns.append(episode_return)
+            episodes_file.flush()
+
+            # ---- policy gradient (Eq. 13.8 with a baseline: weight = G_t - b(s_t))
+            returns = compute_discounted_returns(rewards, bootstrap_values, valid, args.gamma)
+            mask = valid.bool()  # (num_steps, num_envs) -> flattened batches of valid steps
+            b_obs, b_actions, b_returns = obs[mask], actions[mask], returns[mask]
+            weights = b_returns
+            if args.baseline:
+                b_values = baseline(b_obs).squeeze(-1)
+                v_loss = 0.5 * ((b_values - b_returns) ** 2).mean()
+                baseline_optimizer.zero_grad()
+                v_loss.backward()
+                nn.utils.clip_grad_norm_(baseline.parameters(), args.max_grad_norm)
+                baseline_optimizer.step()
+                weights = b_returns - b_values.detach()
+            if args.normalize_returns and len(weights) > 1:
+                weights = (weights - weights.mean()) / (weights.std() + 1e-8)
+            log_probs, entropy = policy.log_prob_and_entropy(b_obs, b_actions)
+            pg_loss = -(log_probs * weights).mean()
+            entropy_loss = entropy.mean()
+            loss = pg_loss - args.ent_coef * entropy_loss
+            if not torch.isfinite(loss):
+                fail(f"the policy loss became {loss.item()} at step {global_step}")
+            policy_optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+            policy_optimizer.step()
+
+            sps = global_step / wall_time
+            if args.track:
+                wandb.log({"charts/episodic_return": float(np.mean(episodic_returns[-args.num_envs:])),
+                           "charts/episodic_length": valid.sum(0).mean().item(),
+                           "losses/pg_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
+                           "losses/v_loss": v_loss.item() if args.baseline else 0.0,
+                           "charts/learning_rate": args.learning_rate, "charts/SPS": sps}, step=global_step)
+            if time.time() - last_print > PROGRESS_SECONDS:
+                last_print = time.time()
+                eta = int(max(args.total_timesteps - global_step, 0) / sps)
+                print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
+                      f"{np.mean(episodic_returns[-10:]):.1f} | ETA {eta // 60}:{eta % 60:02d}")
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step:,}: evaluating and saving what was learned")
+    episodes_file.close()
+    envs.close()
+    wall_time = time.time() - start_time
+    sps = global_step / max(wall_time, 1e-9)
+
+    if args.save_model:
+        model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save({"policy": policy.state_dict(), "baseline": baseline.state_dict(),
+                    "policy_optimizer": policy_optimizer.state_dict(),
+                    "baseline_optimizer": baseline_optimizer.state_dict(),
+                    "args": vars(args), "global_step": global_step}, model_file)
+        print(f"saved the model to {model_file}")
+    eval_returns = evaluate(policy, args, run_dir, device)
+    summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,
+               "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
+               "sps": sps, "wall_time": wall_time,
+               "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                            "gymnasium": gym.__version__, "numpy": np.__version__}}
+    with open(os.path.join(run_dir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2)
+    if args.track:
+        wandb.log({"eval/return_mean": summary["eval_return_mean"], "eval/return_std": summary["eval_return_std"]},
+                  step=global_step)
+        wandb.finish()
+    print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS) | deterministic evaluation "
+          f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
+    return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
+            "wall_time": wall_time}
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))
