@@ -268,12 +268,13 @@ def train(args: Args) -> dict:
                 next_obs, reward, terminations, truncations, infos = envs.step(env_action)
                 global_step += args.num_envs
                 bootstrap = torch.zeros(args.num_envs, device=device)
-                if args.baseline and truncations.any():  # bootstrap a time limit from b(true final obs)
-                    final_obs = np.stack([infos["final_obs"][i] for i in np.flatnonzero(truncations)])
+                truncated_only = np.flatnonzero(truncations & ~terminations)  # a termination at the limit is an end
+                if args.baseline and len(truncated_only):  # bootstrap a time limit from b(true final obs)
+                    final_obs = np.stack([infos["final_obs"][i] for i in truncated_only])
                     with torch.inference_mode():
                         values = baseline(torch.as_tensor(final_obs, dtype=torch.float32, device=device)
                                           .reshape(len(final_obs), -1)).squeeze(-1)
-                    bootstrap[torch.as_tensor(np.flatnonzero(truncations), device=device)] = values
+                    bootstrap[torch.as_tensor(truncated_only, device=device)] = values
                 obs.append(obs_t)
                 actions.append(action)
                 rewards.append(torch.as_tensor(reward, dtype=torch.float32, device=device))

@@ -1,0 +1,60 @@
+"""Shared helpers: discover the scripts, run them through their real command line, import them."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ALGORITHMS = ROOT / "algorithms"
+SCRIPTS = sorted(path.name for path in ALGORITHMS.glob("*.py"))
+
+# The one entry a new script may need: arguments for a run that is tiny but still performs updates.
+TINY_ARGS = {
+    "q_learning.py": ["--total-timesteps", "3000", "--eval-episodes", "3"],
+    "reinforce.py": ["--total-timesteps", "600", "--num-envs", "2", "--eval-episodes", "2"],
+}
+DEFAULT_TINY_ARGS = ["--total-timesteps", "2000", "--eval-episodes", "2"]
+
+
+def tiny_args(script: str) -> list:
+    return list(TINY_ARGS.get(script, DEFAULT_TINY_ARGS))
+
+
+def run_script(script: str, args: list, cwd: Path, extra_env: dict | None = None, timeout: float = 300):
+    """Run algorithms/{script} as a user would, in `cwd` (its runs/ lands there)."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "MUJOCO_GL": "egl",
+           "SDL_VIDEODRIVER": "dummy", **(extra_env or {})}
+    return subprocess.run([sys.executable, str(ALGORITHMS / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_ok(script: str, args: list, cwd: Path, **kwargs) -> Path:
+    """Run, insist on success, and return the run directory it created (the newest one)."""
+    result = run_script(script, args, cwd, **kwargs)
+    assert result.returncode == 0, f"{script} {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    run_dirs = sorted((cwd / "runs").iterdir(), key=lambda path: path.stat().st_mtime)
+    return run_dirs[-1]
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def load_module(script: str):
+    """Import a script as a module (importing must have no side effects)."""
+    spec = importlib.util.spec_from_file_location(script[:-3], ALGORITHMS / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run in-process training inside a temporary working directory (runs/ lands there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
