@@ -155,10 +155,13 @@ def train(args: Args) -> dict:
 
     q_table = np.zeros((env.observation_space.n, env.action_space.n))  # (n_states, n_actions)
     if args.model_path is not None:
-        q_table = np.load(args.model_path)
-        if q_table.shape != (env.observation_space.n, env.action_space.n):
-            fail(f"--model-path holds a table of shape {q_table.shape}; {args.env_id} needs "
-                 f"{(env.observation_space.n, env.action_space.n)}")
+        try:
+            loaded = np.load(args.model_path)
+        except (ValueError, OSError) as error:
+            fail(f"--model-path {args.model_path} is not a saved Q-table (.npy): {error}")
+        if loaded.shape != q_table.shape:
+            fail(f"--model-path holds a table of shape {loaded.shape}; {args.env_id} needs {q_table.shape}")
+        q_table = loaded
 
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
@@ -202,6 +205,7 @@ def train(args: Args) -> dict:
                 episode_return, episode_length = 0.0, 0
                 if time.time() - last_print > PROGRESS_SECONDS:
                     last_print = time.time()
+                    episodes_file.flush()  # with each progress line, not per episode: episodes can be 6 steps long
                     sps = global_step / wall_time
                     eta = int((args.total_timesteps - global_step) / sps)
                     print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "

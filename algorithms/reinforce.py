@@ -26,6 +26,7 @@ The last line evaluates a saved model without training (and records the evaluati
 import csv
 import json
 import os
+import pickle
 import platform
 import random
 import sys
@@ -227,11 +228,11 @@ def train(args: Args) -> dict:
     policy_optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate)
     baseline_optimizer = torch.optim.Adam(baseline.parameters(), lr=args.baseline_learning_rate)
     if args.model_path is not None:
-        checkpoint = torch.load(args.model_path, map_location=device)
         try:
+            checkpoint = torch.load(args.model_path, map_location=device)
             policy.load_state_dict(checkpoint["policy"])
             baseline.load_state_dict(checkpoint["baseline"])
-        except (RuntimeError, KeyError) as error:
+        except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
             fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
 
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"

@@ -129,6 +129,13 @@ def test_bad_input_exits_2_without_traceback(script, bad_args, named, tmp_path):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_a_file_that_is_not_a_model_exits_2(script, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    result = run_script(script, ["--model-path", "notes.txt", "--total-timesteps", "0"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "--model-path" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_tyro_rejects_malformed_values(script, tmp_path):
     result = run_script(script, ["--total-timesteps", "many"], tmp_path)
     assert result.returncode == 2
