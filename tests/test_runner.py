@@ -1,0 +1,114 @@
+"""benchmarks/run.py: the quick suite end to end, skipping finished jobs, surviving failed and
+killed jobs, and the statistics it reports."""
+
+import csv
+import importlib.util
+import re
+import subprocess
+import sys
+import tomllib
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SCRIPTS
+
+spec = importlib.util.spec_from_file_location("benchmark_runner", ROOT / "benchmarks" / "run.py")
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+
+
+def run_runner(suite, tmp_path, *extra):
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--suite", str(suite),
+               "--logs-dir", str(tmp_path / "logs"), "--results-dir", str(tmp_path / "results"),
+               "--plots-dir", str(tmp_path / "plots"), "--markdown", str(tmp_path / "benchmarks.md"), *extra]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def read_rows(path):
+    with open(path) as file:
+        return list(csv.DictReader(file))
+
+
+def test_quick_suite_covers_every_script():
+    with open(ROOT / "benchmarks" / "suites" / "quick.toml", "rb") as file:
+        scripts = {job["script"] for job in tomllib.load(file)["job"]}
+    assert scripts == set(SCRIPTS), "add every script in algorithms/ to benchmarks/suites/quick.toml"
+
+
+def test_full_suite_is_valid_and_covers_every_script():
+    _, jobs, notes = runner.load_suite(str(ROOT / "benchmarks" / "suites" / "full.toml"))
+    assert {job.script for job in jobs} == set(SCRIPTS)
+    assert set(notes) <= {job.env_id for job in jobs}
+
+
+def test_quick_suite_end_to_end_then_skips_what_exists(tmp_path):
+    suite = ROOT / "benchmarks" / "suites" / "quick.toml"
+    result = run_runner(suite, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, jobs, _ = runner.load_suite(str(suite))
+    rows = read_rows(tmp_path / "results" / "quick.csv")
+    assert {(row["job"], row["seed"]) for row in rows} == {(job.name, str(seed)) for job in jobs for seed in job.seeds}
+    for row in rows:
+        assert float(row["sps"]) > 0 and row["torch" if row["script"] != "q_learning.py" else "gymnasium"]
+        assert row["command"].startswith(f"python algorithms/{row['script']} --env-id {row['env_id']}")
+    page = (tmp_path / "benchmarks.md").read_text()
+    assert "**Machine:**" in page
+    for job in jobs:
+        assert f"## {job.env_id}" in page and f"`{runner.shlex.join(job.command('N'))}`" in page
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
+    assert len(images) == len({job.env_id for job in jobs})
+    for image in images:
+        assert (tmp_path / image).stat().st_size > 10_000, f"{image} is missing or empty"
+
+    again = run_runner(suite, tmp_path)
+    assert again.returncode == 0 and "0 runs to do" in again.stdout
+    assert read_rows(tmp_path / "results" / "quick.csv") == rows
+
+
+def test_a_failed_and_a_killed_job_are_reported_and_the_rest_go_on(tmp_path):
+    suite = tmp_path / "mixed.toml"
+    suite.write_text("""
+seeds = [1]
+[[job]]
+script = "q_learning.py"
+env_id = "FrozenLake-v1"
+variant = "bad argument"
+total_timesteps = 1000
+args = ["--learning-rate", "-1"]
+[[job]]
+script = "q_learning.py"
+env_id = "Taxi-v4"
+variant = "killed"
+total_timesteps = 100_000_000
+timeout_seconds = 3
+[[job]]
+script = "q_learning.py"
+env_id = "CliffWalking-v1"
+total_timesteps = 2000
+""")
+    result = run_runner(suite, tmp_path)
+    assert result.returncode == 1
+    assert "exit status 2" in result.stdout and "killed by signal 9" in result.stdout
+    rows = read_rows(tmp_path / "results" / "mixed.csv")
+    assert [row["env_id"] for row in rows] == ["CliffWalking-v1"]
+    assert "| 0/1 |" in (tmp_path / "benchmarks.md").read_text()  # the failed rows show as missing
+
+
+def test_first_reach_and_learning_curve():
+    steps = np.arange(1, 31) * 100.0
+    returns = np.array([0.0] * 10 + [10.0] * 20)
+    wall = steps / 1000
+    # The last-10 mean first reaches 5 when five of the last ten are 10: the 15th episode.
+    assert runner.first_reach(steps, returns, wall, 5.0) == (1500, 1.5)
+    assert runner.first_reach(steps, returns, wall, 11.0) == ("", "")
+    grid, values = runner.learning_curve(steps, returns, 4000)
+    assert len(grid) == runner.CURVE_POINTS and grid[0] == steps[9] and grid[-1] == 4000
+    assert values[0] == pytest.approx(0.0) and values[-1] == pytest.approx(10.0)
+
+
+def test_duplicate_job_names_are_refused(tmp_path):
+    suite = tmp_path / "dup.toml"
+    suite.write_text('[[job]]\nscript = "q_learning.py"\nenv_id = "Taxi-v4"\ntotal_timesteps = 1\n' * 2)
+    with pytest.raises(SystemExit, match="distinct"):
+        runner.load_suite(str(suite))
