@@ -15,6 +15,8 @@ SCRIPTS = sorted(path.name for path in ALGORITHMS.glob("*.py"))
 
 # The one entry a new script may need: arguments for a run that is tiny but still performs updates.
 TINY_ARGS = {
+    "dqn.py": ["--total-timesteps", "600", "--learning-starts", "200", "--batch-size", "32", "--buffer-size", "500",
+               "--max-grad-norm", "10", "--eval-episodes", "2"],
     "q_learning.py": ["--total-timesteps", "3000", "--eval-episodes", "3"],
     "reinforce.py": ["--total-timesteps", "600", "--num-envs", "2", "--eval-episodes", "2"],
 }

@@ -44,7 +44,7 @@ def test_full_suite_is_valid_and_covers_every_script():
 
 def test_quick_suite_end_to_end_then_skips_what_exists(tmp_path):
     suite = ROOT / "benchmarks" / "suites" / "quick.toml"
-    result = run_runner(suite, tmp_path)
+    result = run_runner(suite, tmp_path, "--workers", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     _, jobs, _ = runner.load_suite(str(suite))
     rows = read_rows(tmp_path / "results" / "quick.csv")

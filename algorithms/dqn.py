@@ -1,0 +1,395 @@
+"""Deep Q-Network (Mnih et al. 2015), with Double-Q (van Hasselt et al. 2016) and Dueling (Wang et al. 2016) options.
+
+Learn Q(s, a) with a neural network from a replay buffer of past transitions, regressing each
+Q(s, a) on the TD target r + gamma * max_a' Q_target(s', a') of a slowly updated target network;
+act epsilon-greedily. --double-q picks a' with the online network and values it with the target
+network; --dueling splits the head into V(s) + A(s, a) - mean_a A(s, a).
+Papers: https://www.nature.com/articles/nature14236, https://arxiv.org/abs/1509.06461,
+https://arxiv.org/abs/1511.06581.
+
+Spaces: Box (vector) observations, Discrete actions. Defaults equal CleanRL's dqn.py, so the two
+compare side by side. Unlike it, --num-envs may exceed 1 (update and target-sync frequencies stay in
+environment steps), and the buffer stores the true final observation of a truncated episode and
+`terminated` (never `done`), so a time limit is bootstrapped and a real end is not.
+
+    python algorithms/dqn.py                                          # CartPole-v1, 500k steps
+    python algorithms/dqn.py --env-id Acrobot-v1 --double-q --dueling
+    python algorithms/dqn.py --env-id MountainCar-v0 --huber --max-grad-norm 10
+    python algorithms/dqn.py --model-path runs/.../dqn.pt --total-timesteps 0 --capture-video
+The last line evaluates a saved model without training (and records the evaluation episodes).
+"""
+
+import csv
+import json
+import os
+import pickle
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
+PROGRESS_SECONDS = 5.0  # at most one console progress line this often
+LOG_EVERY_UPDATES = 100  # losses go to W&B (and are checked for NaN) every this many updates
+
+
+# ---------------------------------------------------------------------------------------- Args
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of random, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (CPU runs are deterministic at a fixed thread count anyway)"""
+    cuda: bool = True
+    """use a GPU when one is available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "lucidrl"
+    """the W&B project"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    capture_video: bool = False
+    """record the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save the model to runs/{run_name}/{exp_name}.pt"""
+    model_path: Optional[str] = None
+    """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    env_id: str = "CartPole-v1"
+    """the Gymnasium environment id (Box observations, Discrete actions)"""
+    total_timesteps: int = 500_000
+    """environment steps of training"""
+    num_envs: int = 1
+    """parallel environments"""
+    learning_rate: float = 2.5e-4
+    """Adam step size"""
+    buffer_size: int = 10_000
+    """replay buffer capacity (transitions)"""
+    gamma: float = 0.99
+    """the discount factor"""
+    tau: float = 1.0
+    """target network update rate (1.0: copy the online network)"""
+    target_network_frequency: int = 500
+    """environment steps between target network updates"""
+    batch_size: int = 128
+    """transitions per gradient step"""
+    start_e: float = 1.0
+    """epsilon at the start of training"""
+    end_e: float = 0.05
+    """epsilon at the end of the schedule"""
+    exploration_fraction: float = 0.5
+    """fraction of total_timesteps over which epsilon falls linearly from start_e to end_e"""
+    learning_starts: int = 10_000
+    """environment steps of acting before the first gradient step"""
+    train_frequency: int = 10
+    """environment steps between gradient steps"""
+    double_q: bool = False
+    """Double DQN: choose a' with the online network, value it with the target network"""
+    dueling: bool = False
+    """dueling head: Q = V(s) + A(s, a) - mean_a A(s, a)"""
+    huber: bool = False
+    """Huber (smooth L1) TD loss instead of the mean squared error"""
+    max_grad_norm: Optional[float] = None
+    """clip the gradient to this global norm (None: no clipping)"""
+    hidden_sizes: tuple[int, ...] = (120, 84)
+    """units of the hidden ReLU layers"""
+    eval_episodes: int = 10
+    """greedy evaluation episodes at the end"""
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------- Env
+def make_env(env_id: str, render_mode: Optional[str] = None):
+    def thunk() -> gym.Env:
+        return gym.make(env_id, render_mode=render_mode)
+
+    return thunk
+
+
+# ---------------------------------------------------------------------------------------- Network
+class QNetwork(nn.Module):
+    """obs (batch, obs_size) -> Q-values (batch, n_actions); with `dueling`, two heads V and A."""
+
+    def __init__(self, obs_size: int, n_actions: int, hidden_sizes: tuple, dueling: bool):
+        super().__init__()
+        layers, width = [], obs_size
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        self.trunk = nn.Sequential(*layers)
+        self.dueling = dueling
+        self.advantage = nn.Linear(width, n_actions)  # the Q head when not dueling
+        self.value = nn.Linear(width, 1) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(obs)
+        if not self.dueling:
+            return self.advantage(features)
+        advantage = self.advantage(features)
+        # Eq. 9 of Wang et al. 2016: subtracting the mean advantage makes V and A identifiable.
+        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+# ---------------------------------------------------------------------------------------- Replay buffer
+class ReplayBuffer:
+    """Circular storage in preallocated tensors; one index tensor samples a batch."""
+
+    def __init__(self, capacity: int, obs_size: int, device: torch.device):
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        self.obs = torch.zeros((capacity, obs_size), dtype=torch.float32, device=device)
+        self.next_obs = torch.zeros((capacity, obs_size), dtype=torch.float32, device=device)
+        self.actions = torch.zeros(capacity, dtype=torch.long, device=device)
+        self.rewards = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self.terminations = torch.zeros(capacity, dtype=torch.float32, device=device)
+
+    def add(self, obs, next_obs, actions, rewards, terminations) -> None:
+        """Store one vector step: numpy arrays straight from the env, each (num_envs, ...), cast to the
+        storage's dtype (float64 obs, bool terminations), wrapping at capacity."""
+        n = len(actions)
+        if self.pos + n > self.capacity:  # wrap: the part that fits at the end, then the rest at the start
+            fit = self.capacity - self.pos
+            self.add(obs[:fit], next_obs[:fit], actions[:fit], rewards[:fit], terminations[:fit])
+            self.add(obs[fit:], next_obs[fit:], actions[fit:], rewards[fit:], terminations[fit:])
+            return
+        rows = slice(self.pos, self.pos + n)  # slice writes cast dtype and device as they copy
+        self.obs[rows] = torch.from_numpy(obs).reshape(n, -1)
+        self.next_obs[rows] = torch.from_numpy(next_obs).reshape(n, -1)
+        self.actions[rows] = torch.from_numpy(actions)
+        self.rewards[rows] = torch.from_numpy(rewards)
+        self.terminations[rows] = torch.from_numpy(terminations)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple:
+        index = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
+        return (self.obs[index], self.actions[index], self.rewards[index], self.next_obs[index],
+                self.terminations[index])
+
+
+# ---------------------------------------------------------------------------------------- Math
+def linear_schedule(start_e: float, end_e: float, duration: int, t: int) -> float:
+    """Epsilon falls linearly from start_e to end_e over `duration` steps, then stays."""
+    return max(end_e, start_e + (end_e - start_e) * t / max(duration, 1))
+
+
+def td_target(rewards, terminations, next_q_target, gamma: float, next_q_online=None) -> torch.Tensor:
+    """y = r + gamma * (1 - terminated) * Q_target(s', a'), with a' = argmax_a Q_target(s', a)
+    (Mnih et al. 2015) or, given next_q_online, a' = argmax_a Q_online(s', a) (Double DQN, Eq. 4 of
+    van Hasselt et al. 2016). Shapes: rewards, terminations (batch,); next_q_* (batch, n_actions)."""
+    if next_q_online is None:
+        next_value = next_q_target.max(dim=1).values
+    else:
+        next_value = next_q_target.gather(1, next_q_online.argmax(dim=1, keepdim=True)).squeeze(1)
+    return rewards + gamma * (1.0 - terminations) * next_value
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- tau * online + (1 - tau) * target (tau = 1 copies)."""
+    for target_param, param in zip(target.parameters(), online.parameters()):
+        target_param.lerp_(param, tau)
+
+
+def evaluate(q_network: QNetwork, args: Args, run_dir: str, device: torch.device) -> list:
+    """Greedy episodes in a fresh env seeded apart from training; returns their returns."""
+    env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)()
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + EVAL_SEED_OFFSET + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            with torch.inference_mode():
+                q_values = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1))
+            obs, reward, terminated, truncated, _ = env.step(int(q_values.argmax()))
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# ---------------------------------------------------------------------------------------- Train
+def train(args: Args) -> dict:
+    for name in ("num_envs", "eval_episodes", "buffer_size", "batch_size", "train_frequency",
+                 "target_network_frequency"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.total_timesteps < 0:
+        fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
+    if args.total_timesteps > 0 and not 0 <= args.learning_starts < args.total_timesteps:
+        fail(f"--learning-starts must be in [0, total_timesteps={args.total_timesteps}); got {args.learning_starts}")
+    if args.batch_size > args.buffer_size:
+        fail(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
+    if not 0.0 < args.tau <= 1.0 or not 0.0 <= args.gamma <= 1.0:
+        fail(f"--tau must be in (0, 1] and --gamma in [0, 1]; got {args.tau}, {args.gamma}")
+    if args.model_path is not None and not os.path.isfile(args.model_path):
+        fail(f"--model-path {args.model_path} is not a file")
+    try:
+        gym.spec(args.env_id)
+    except gym.error.Error as error:
+        fail(f"unknown --env-id {args.env_id}: {error}")
+    # SAME_STEP: on the step an episode ends, obs is already the reset obs and the true final
+    # observation is in infos["final_obs"] (see GYMNASIUM_1x.md).
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id) for _ in range(args.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(obs_space, gym.spaces.Box) or not isinstance(action_space, gym.spaces.Discrete):
+        fail(f"dqn.py needs Box observations and Discrete actions; {args.env_id} has {obs_space} observations "
+             f"and {action_space} actions. Try " + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete)
+                                                   else "reinforce.py."))
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    obs_size, n_actions = int(np.prod(obs_space.shape)), int(action_space.n)
+    q_network = QNetwork(obs_size, n_actions, args.hidden_sizes, args.dueling).to(device)
+    target_network = QNetwork(obs_size, n_actions, args.hidden_sizes, args.dueling).to(device)
+    # fused: one kernel for the whole Adam step; 25% faster updates for these small networks on CPU
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
+    if args.model_path is not None:
+        try:
+            checkpoint = torch.load(args.model_path, map_location=device)
+            q_network.load_state_dict(checkpoint["q_network"])
+        except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
+            fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
+    target_network.load_state_dict(q_network.state_dict())
+    rb = ReplayBuffer(args.buffer_size, obs_size, device)
+    rng = np.random.default_rng(args.seed)  # exploration
+    sample_generator = torch.Generator(device=device).manual_seed(args.seed)  # replay sampling
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb  # imported lazily: it is slow and optional
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                   config=vars(args), dir=run_dir)
+    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    episodes_csv = csv.writer(episodes_file)
+    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+
+    envs.action_space.seed(args.seed)
+    obs, _ = envs.reset(seed=args.seed)  # (num_envs, *obs_shape), numpy
+    episodic_returns = []
+    global_step, updates = 0, 0
+    exploration_steps = int(args.exploration_fraction * args.total_timesteps)
+    start_time = last_print = time.time()
+    try:
+        while global_step < args.total_timesteps:
+            # ---- act epsilon-greedily, each env on its own coin (no network call when all explore)
+            epsilon = linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
+            explore = rng.random(args.num_envs) < epsilon
+            actions = rng.integers(n_actions, size=args.num_envs)
+            if not explore.all():
+                with torch.inference_mode():
+                    q_values = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)
+                                         .reshape(args.num_envs, -1))  # (num_envs, n_actions)
+                actions = np.where(explore, actions, q_values.argmax(dim=1).cpu().numpy())
+            next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+            previous_step, global_step = global_step, global_step + args.num_envs
+
+            # ---- store; on an episode end next_obs is already the reset obs: store the true final one
+            real_next_obs = next_obs.copy()
+            if "_final_obs" in infos:
+                for i in np.flatnonzero(infos["_final_obs"]):
+                    real_next_obs[i] = infos["final_obs"][i]
+            rb.add(obs, real_next_obs, actions, rewards, terminations)
+            obs = next_obs
+
+            if "_episode" in infos:
+                wall_time = time.time() - start_time
+                for i in np.flatnonzero(infos["_episode"]):
+                    episode_return, episode_length = float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])
+                    episodes_csv.writerow([global_step, episode_return, episode_length, f"{wall_time:.3f}"])
+                    episodic_returns.append(episode_return)
+                    if args.track:
+                        wandb.log({"charts/episodic_return": episode_return, "charts/episodic_length": episode_length,
+                                   "charts/epsilon": epsilon}, step=global_step)
+
+            # ---- learn: one gradient step per train_frequency env steps (whatever num_envs is)
+            if global_step > args.learning_starts:
+                for _ in range(global_step // args.train_frequency - previous_step // args.train_frequency):
+                    b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, sample_generator)
+                    with torch.no_grad():
+                        next_q_online = q_network(b_next_obs) if args.double_q else None
+                        td_targets = td_target(b_rewards, b_terminations, target_network(b_next_obs), args.gamma,
+                                               next_q_online)
+                    q_values = q_network(b_obs).gather(1, b_actions.unsqueeze(1)).squeeze(1)  # (batch,)
+                    td_loss = F.smooth_l1_loss(q_values, td_targets) if args.huber else F.mse_loss(q_values, td_targets)
+                    optimizer.zero_grad()
+                    td_loss.backward()
+                    if args.max_grad_norm is not None:
+                        nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    updates += 1
+                    if updates % LOG_EVERY_UPDATES == 0:
+                        loss_value = td_loss.item()
+                        if not np.isfinite(loss_value):
+                            fail(f"the TD loss became {loss_value} at step {global_step}")
+                        if args.track:
+                            wandb.log({"losses/td_loss": loss_value, "losses/q_values": q_values.mean().item(),
+                                       "charts/SPS": global_step / (time.time() - start_time)}, step=global_step)
+                if global_step // args.target_network_frequency > previous_step // args.target_network_frequency:
+                    soft_update(target_network, q_network, args.tau)
+
+            if time.time() - last_print > PROGRESS_SECONDS:
+                last_print = time.time()
+                episodes_file.flush()
+                sps = global_step / (last_print - start_time)
+                eta = int(max(args.total_timesteps - global_step, 0) / sps)
+                print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
+                      f"{np.mean(episodic_returns[-10:]) if episodic_returns else float('nan'):.1f} | "
+                      f"epsilon {epsilon:.3f} | ETA {eta // 60}:{eta % 60:02d}")
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step:,}: evaluating and saving what was learned")
+    episodes_file.close()
+    envs.close()
+    wall_time = time.time() - start_time
+    sps = global_step / max(wall_time, 1e-9)
+
+    if args.save_model:
+        model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save({"q_network": q_network.state_dict(), "target_network": target_network.state_dict(),
+                    "optimizer": optimizer.state_dict(), "args": vars(args), "global_step": global_step}, model_file)
+        print(f"saved the model to {model_file}")
+    eval_returns = evaluate(q_network, args, run_dir, device)
+    summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,
+               "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
+               "sps": sps, "wall_time": wall_time,
+               "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                            "gymnasium": gym.__version__, "numpy": np.__version__}}
+    with open(os.path.join(run_dir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2)
+    if args.track:
+        wandb.log({"charts/SPS": sps, "eval/return_mean": summary["eval_return_mean"],
+                   "eval/return_std": summary["eval_return_std"]}, step=global_step)
+        wandb.finish()
+    print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS) | greedy evaluation "
+          f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
+    return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
+            "wall_time": wall_time}
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))

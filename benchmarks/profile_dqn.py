@@ -1,0 +1,71 @@
+"""Where a dqn.py run spends its time: environment, acting, storing, sampling, update, the rest.
+
+Wraps the pieces of the real training loop with timers (no change to the script) and runs it:
+
+    python benchmarks/profile_dqn.py --total-timesteps 100000
+
+Any dqn.py argument can be given. The wrappers add about a microsecond per call; the printed total
+SPS is that of the timed run.
+"""
+
+import importlib.util
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+import tyro
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_dqn():
+    spec = importlib.util.spec_from_file_location("dqn", ROOT / "algorithms" / "dqn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def timed(totals: dict, name, function):
+    """function, with its wall time added to totals[name] (name may be a callable of the call)."""
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[name() if callable(name) else name] += time.perf_counter() - start
+
+    return wrapper
+
+
+def main() -> None:
+    dqn = load_dqn()
+    args = tyro.cli(dqn.Args, args=sys.argv[1:])
+    totals = defaultdict(float)
+    # The env step includes the vector env, its wrappers and the autoreset.
+    wrapper_class = gym.wrappers.vector.RecordEpisodeStatistics
+    wrapper_class.step = timed(totals, "environment step", wrapper_class.step)
+    dqn.ReplayBuffer.add = timed(totals, "store transitions (buffer add)", dqn.ReplayBuffer.add)
+    dqn.ReplayBuffer.sample = timed(totals, "sample a batch", dqn.ReplayBuffer.sample)
+    forward_kind = lambda: "acting (network forward)" if torch.is_inference_mode_enabled() else "update: forwards"
+    dqn.QNetwork.forward = timed(totals, forward_kind, dqn.QNetwork.forward)
+    torch.Tensor.backward = timed(totals, "update: backward", torch.Tensor.backward)
+    torch.optim.Adam.step = timed(totals, "update: Adam step", torch.optim.Adam.step)
+    dqn.soft_update = timed(totals, "target network sync", dqn.soft_update)
+    dqn.evaluate = lambda *a, **k: [0.0]  # profile training only
+
+    result = dqn.train(args)
+    wall = result["wall_time"]
+    print(f"\n{args.total_timesteps:,} steps in {wall:.1f} s = {args.total_timesteps / wall:,.0f} SPS "
+          f"({1e6 * wall / args.total_timesteps:.1f} µs per environment step)")
+    print(f"{'part':<34}{'seconds':>9}{'share':>8}{'µs/step':>9}")
+    for name, seconds in sorted(totals.items(), key=lambda item: -item[1]) + [("the rest (loop, conversions, logging)",
+                                                                            wall - sum(totals.values()))]:
+        print(f"{name:<34}{seconds:>9.2f}{seconds / wall:>8.1%}{1e6 * seconds / args.total_timesteps:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
