@@ -313,7 +313,7 @@ def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: 
                          f"{mean_std([r['sps'] for r in job_rows], 0)} | {mean_std([r['wall_time'] for r in job_rows], 1)} | "
                          f"{reached} | {reference or '—'} | `{command}` |")
         if env_id in notes:
-            lines += ["", " ".join(notes[env_id].split())]
+            lines += ["", notes[env_id].strip()]  # markdown: paragraphs, lists and tables pass through
         lines.append("")
     return "\n".join(lines)
 
