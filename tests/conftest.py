@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,8 +17,10 @@ SCRIPTS = sorted(path.name for path in ALGORITHMS.glob("*.py"))
 
 # The one entry a new script may need: arguments for a run that is tiny but still performs updates.
 TINY_ARGS = {
+    "a2c.py": ["--total-timesteps", "800", "--eval-episodes", "2"],
     "dqn.py": ["--total-timesteps", "600", "--learning-starts", "200", "--batch-size", "32", "--buffer-size", "500",
                "--max-grad-norm", "10", "--eval-episodes", "2"],
+    "ppo.py": ["--total-timesteps", "1024", "--num-steps", "64", "--target-kl", "0.01", "--eval-episodes", "2"],
     "q_learning.py": ["--total-timesteps", "3000", "--eval-episodes", "3"],
     "reinforce.py": ["--total-timesteps", "600", "--num-envs", "2", "--eval-episodes", "2"],
 }
@@ -60,3 +64,24 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in-process training inside a temporary working directory (runs/ lands there)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+class TimedEnv(gym.Env):
+    """Observation [t, 1]; the episode terminates at t == terminate_at (if set), otherwise the
+    registered time limit truncates it. The final observation differs from every reset observation,
+    so a test can tell whether a script bootstrapped from the true final obs or the reset obs."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, render_mode=None, terminate_at=None):
+        self.render_mode, self.terminate_at, self.t = render_mode, terminate_at, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0, 1.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t, 1.0], np.float32), 1.0, self.t == self.terminate_at, False, {}

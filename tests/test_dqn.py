@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_module
+from conftest import TimedEnv, load_module
 
 dqn = load_module("dqn.py")
 
@@ -65,25 +65,6 @@ def test_soft_update_interpolates_by_tau():
         assert torch.allclose(new, 0.25 * source + 0.75 * old)
     dqn.soft_update(target, online, tau=1.0)
     assert all(torch.equal(new, source) for new, source in zip(target.parameters(), online.parameters()))
-
-
-class TimedEnv(gym.Env):
-    """Observation [t, 1]; truncated by the registered 3-step limit (or terminated at terminate_at)."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def __init__(self, render_mode=None, terminate_at=None):
-        self.render_mode, self.terminate_at, self.t = render_mode, terminate_at, 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0, 1.0], np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        return np.array([self.t, 1.0], np.float32), 1.0, self.t == self.terminate_at, False, {}
 
 
 @pytest.mark.parametrize("terminate_at", [None, 3])

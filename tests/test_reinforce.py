@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_module
+from conftest import TimedEnv, load_module
 
 rf = load_module("reinforce.py")
 
@@ -25,26 +25,6 @@ def test_discounted_returns_by_hand_with_termination_truncation_and_idle_steps()
     assert returns[:, 0].tolist() == [3.0, 4.0, 4.0, 0.0]
     # Truncated: G3 = 1 + 0.5 * 8 = 5, G2 = 1 + 2.5 = 3.5, G1 = 1 + 1.75 = 2.75, G0 = 1 + 1.375 = 2.375.
     assert returns[:, 1].tolist() == [2.375, 2.75, 3.5, 5.0]
-
-
-class TimedEnv(gym.Env):
-    """Observation [t, 1]; the episode terminates at t == terminate_at (if set), otherwise the
-    registered time limit truncates it. The final observation differs from every reset observation."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def __init__(self, render_mode=None, terminate_at=None):
-        self.render_mode, self.terminate_at, self.t = render_mode, terminate_at, 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0, 1.0], np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        return np.array([self.t, 1.0], np.float32), 1.0, self.t == self.terminate_at, False, {}
 
 
 @pytest.mark.parametrize("terminate_at, bootstraps", [(None, True), (3, False)])

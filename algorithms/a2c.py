@@ -1,0 +1,358 @@
+"""Synchronous advantage actor-critic, A2C (Mnih et al. 2016, the synchronous variant).
+
+num_envs environments step together for num_steps; each rollout gives one gradient step on
+-log pi(a|s) * A + vf_coef * (V - R)^2 - ent_coef * H[pi], where R is the n-step return bootstrapped
+from V at the rollout's end and A = R - V (or GAE with --gae-lambda < 1). Paper:
+https://arxiv.org/abs/1602.01783. Defaults follow Stable-Baselines3's A2C and the RL Baselines3 Zoo's
+CartPole settings: 8 envs x 5 steps, RMSprop (alpha 0.99, eps 1e-5) at 7e-4, as the paper used
+RMSprop; --optimizer adam is there for comparison.
+
+Separate actor and critic networks (64-64 tanh each), as SB3's MlpPolicy: the paper shared a
+trunk to save compute on Atari pixels, but on small vector observations a shared trunk lets the value
+loss (scaled by vf_coef) pull the policy's features around. A time-limit truncation is bootstrapped
+from V(true final obs); only a termination drops the bootstrap.
+
+Spaces: Box (vector) observations, Discrete actions.
+
+    python algorithms/a2c.py                                          # CartPole-v1, 500k steps
+    python algorithms/a2c.py --env-id Acrobot-v1 --num-envs 16
+    python algorithms/a2c.py --env-id LunarLander-v3 --gamma 0.995 --learning-rate 8.3e-4 --anneal-lr \
+        --ent-coef 1e-5 --total-timesteps 1000000
+    python algorithms/a2c.py --model-path runs/.../a2c.pt --total-timesteps 0 --capture-video
+The last line evaluates a saved model without training (and records the evaluation episodes).
+"""
+
+import csv
+import json
+import os
+import pickle
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.distributions import Categorical
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
+PROGRESS_SECONDS = 5.0  # at most one console progress line this often
+LOG_EVERY_ITERATIONS = 100  # losses go to W&B every this many updates (one update per 40 steps)
+
+
+# ---------------------------------------------------------------------------------------- Args
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of random, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (CPU runs are deterministic at a fixed thread count anyway)"""
+    cuda: bool = True
+    """use a GPU when one is available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "lucidrl"
+    """the W&B project"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    capture_video: bool = False
+    """record the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save the model to runs/{run_name}/{exp_name}.pt"""
+    model_path: Optional[str] = None
+    """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    env_id: str = "CartPole-v1"
+    """the Gymnasium environment id (Box observations, Discrete actions)"""
+    total_timesteps: int = 500_000
+    """environment steps of training"""
+    learning_rate: float = 7e-4
+    """optimizer step size"""
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """RMSprop (alpha 0.99, eps 1e-5) as the paper and SB3, or Adam (eps 1e-5)"""
+    num_envs: int = 8
+    """parallel environments"""
+    num_steps: int = 5
+    """steps per env in each rollout (the n of the n-step return)"""
+    anneal_lr: bool = False
+    """anneal the learning rate linearly to 0 over training"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 1.0
+    """the GAE lambda; 1.0 gives the paper's n-step returns"""
+    norm_adv: bool = False
+    """normalise advantages over each rollout"""
+    ent_coef: float = 0.0
+    """weight of the entropy bonus"""
+    vf_coef: float = 0.5
+    """weight of the value loss"""
+    max_grad_norm: float = 0.5
+    """clip the global gradient norm"""
+    eval_episodes: int = 10
+    """greedy evaluation episodes at the end"""
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------- Env
+def make_env(env_id: str, render_mode: Optional[str] = None):
+    def thunk() -> gym.Env:
+        return gym.make(env_id, render_mode=render_mode)
+
+    return thunk
+
+
+# ---------------------------------------------------------------------------------------- Agent
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights and constant bias (as SB3's policies)."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor (logits) and critic (V) networks, 64-64 tanh each."""
+
+    def __init__(self, obs_size: int, n_actions: int):
+        super().__init__()
+        self.critic = nn.Sequential(layer_init(nn.Linear(obs_size, 64)), nn.Tanh(),
+                                    layer_init(nn.Linear(64, 64)), nn.Tanh(), layer_init(nn.Linear(64, 1), std=1.0))
+        # A small last layer starts the policy close to uniform.
+        self.actor = nn.Sequential(layer_init(nn.Linear(obs_size, 64)), nn.Tanh(),
+                                   layer_init(nn.Linear(64, 64)), nn.Tanh(), layer_init(nn.Linear(64, n_actions), std=0.01))
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def get_action_and_value(self, obs: torch.Tensor, action: Optional[torch.Tensor] = None):
+        """Sample an action (or score a given one): action, log pi(a|s), entropy, V(s)."""
+        dist = Categorical(logits=self.actor(obs))
+        if action is None:
+            action = dist.sample()
+        return action, dist.log_prob(action), dist.entropy(), self.get_value(obs)
+
+
+# ---------------------------------------------------------------------------------------- Math
+def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> torch.Tensor:
+    """Generalized advantage estimation (Eq. 11-16 of Schulman et al. 2016), all (num_steps, num_envs).
+
+    next_values[t] is V of the state after step t: V(s_t+1) inside an episode, V(true final obs)
+    where step t was truncated. delta_t = r_t + gamma * (1 - terminated_t) * next_values[t] - V(s_t);
+    A_t = delta_t + gamma * lambda * (1 - done_t) * A_t+1, so an episode end (either kind) stops the
+    sum and only a termination drops the bootstrap. gae_lambda = 1 gives n-step returns minus V."""
+    advantages = torch.zeros_like(rewards)
+    next_advantage = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
+        next_advantage = delta + gamma * gae_lambda * (1.0 - dones[t]) * next_advantage
+        advantages[t] = next_advantage
+    return advantages
+
+
+def evaluate(agent: Agent, args: Args, run_dir: str, device: torch.device) -> list:
+    """Greedy (argmax) episodes in a fresh env seeded apart from training; returns their returns."""
+    env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)()
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + EVAL_SEED_OFFSET + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            with torch.inference_mode():
+                logits = agent.actor(torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1))
+            obs, reward, terminated, truncated, _ = env.step(int(logits.argmax()))
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# ---------------------------------------------------------------------------------------- Train
+def train(args: Args) -> dict:
+    for name in ("num_envs", "num_steps", "eval_episodes"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.total_timesteps < 0:
+        fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
+    batch_size = args.num_envs * args.num_steps
+    if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
+        fail(f"--gamma and --gae-lambda must be in [0, 1]; got {args.gamma}, {args.gae_lambda}")
+    if args.model_path is not None and not os.path.isfile(args.model_path):
+        fail(f"--model-path {args.model_path} is not a file")
+    try:
+        gym.spec(args.env_id)
+    except gym.error.Error as error:
+        fail(f"unknown --env-id {args.env_id}: {error}")
+    # SAME_STEP: on the step an episode ends, obs is already the reset obs and the true final
+    # observation is in infos["final_obs"] (see GYMNASIUM_1x.md).
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id) for _ in range(args.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(obs_space, gym.spaces.Box) or not isinstance(action_space, gym.spaces.Discrete):
+        fail(f"a2c.py needs Box observations and Discrete actions; {args.env_id} has {obs_space} observations "
+             f"and {action_space} actions. Try " + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete)
+                                                   else "reinforce.py."))
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    obs_size = int(np.prod(obs_space.shape))
+    agent = Agent(obs_size, int(action_space.n)).to(device)
+    if args.optimizer == "rmsprop":  # PyTorch's RMSprop adds eps outside the square root, as TF's did not
+        optimizer = torch.optim.RMSprop(agent.parameters(), lr=args.learning_rate, alpha=0.99, eps=1e-5)
+    else:
+        optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    if args.model_path is not None:
+        try:
+            agent.load_state_dict(torch.load(args.model_path, map_location=device)["agent"])
+        except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
+            fail(f"--model-path {args.model_path} does not fit {args.env_id}: {str(error).splitlines()[0]}")
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb  # imported lazily: it is slow and optional
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                   config=vars(args), dir=run_dir)
+    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    episodes_csv = csv.writer(episodes_file)
+    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+
+    # ---- rollout storage, (num_steps, num_envs, ...)
+    obs = torch.zeros((args.num_steps, args.num_envs, obs_size), device=device)
+    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
+    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
+    terminations = torch.zeros((args.num_steps, args.num_envs), device=device)
+    dones = torch.zeros((args.num_steps, args.num_envs), device=device)
+    values = torch.zeros((args.num_steps, args.num_envs), device=device)
+    truncations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)  # and not terminated
+    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(true final obs) there
+
+    envs.action_space.seed(args.seed)
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device).reshape(args.num_envs, -1)
+    num_iterations = args.total_timesteps // batch_size if args.total_timesteps else 0
+    episodic_returns = []
+    global_step = 0
+    start_time = last_print = time.time()
+    try:
+        for iteration in range(1, num_iterations + 1):
+            if args.anneal_lr:
+                optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+            # ---- collect a rollout
+            for step in range(args.num_steps):
+                global_step += args.num_envs
+                obs[step] = next_obs
+                with torch.inference_mode():
+                    action, _, _, value = agent.get_action_and_value(next_obs)
+                actions[step], values[step] = action, value
+                next_obs_np, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+                rewards[step] = torch.from_numpy(reward)
+                terminations[step] = torch.from_numpy(terminated)
+                dones[step] = torch.from_numpy(terminated | truncated)
+                truncations[step] = torch.from_numpy(truncated & ~terminated)  # a termination at the limit is an end
+                truncated_only = np.flatnonzero(truncated & ~terminated)
+                if len(truncated_only):  # bootstrap a time limit from V(true final obs)
+                    final_obs = np.stack([infos["final_obs"][i] for i in truncated_only])
+                    with torch.inference_mode():
+                        final_values[step, truncated_only] = agent.get_value(
+                            torch.as_tensor(final_obs, dtype=torch.float32, device=device).reshape(len(final_obs), -1))
+                next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device).reshape(args.num_envs, -1)
+                if "_episode" in infos:
+                    wall_time = time.time() - start_time
+                    for i in np.flatnonzero(infos["_episode"]):
+                        episode_return = float(infos["episode"]["r"][i])
+                        episodes_csv.writerow([global_step, episode_return, int(infos["episode"]["l"][i]),
+                                               f"{wall_time:.3f}"])
+                        episodic_returns.append(episode_return)
+                        if args.track:
+                            wandb.log({"charts/episodic_return": episode_return,
+                                       "charts/episodic_length": int(infos["episode"]["l"][i])}, step=global_step)
+
+            # ---- advantages: next_values is V(s_t+1), replaced by V(final obs) where a step was truncated
+            with torch.inference_mode():
+                next_values = torch.cat([values[1:], agent.get_value(next_obs).unsqueeze(0)])
+            next_values = torch.where(truncations, final_values, next_values)
+            advantages = compute_gae(rewards, values, next_values, terminations, dones, args.gamma, args.gae_lambda)
+            returns = advantages + values
+
+            # ---- one gradient step on the whole rollout (flattened to (batch_size, ...))
+            _, newlogprob, entropy, newvalue = agent.get_action_and_value(obs.reshape(batch_size, -1),
+                                                                           actions.reshape(-1))
+            b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
+            if args.norm_adv:
+                b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+            pg_loss = -(b_advantages * newlogprob).mean()  # the policy gradient theorem with A as the weight
+            v_loss = ((newvalue - b_returns) ** 2).mean()  # regress V on the n-step return (SB3: no 1/2)
+            entropy_loss = entropy.mean()
+            loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
+            if not torch.isfinite(loss):
+                fail(f"the A2C loss became {loss.item()} at step {global_step}")
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+            optimizer.step()
+
+            sps = global_step / (time.time() - start_time)
+            if args.track and iteration % LOG_EVERY_ITERATIONS == 0:
+                explained_var = 1 - (b_returns - values.reshape(-1)).var() / b_returns.var()
+                wandb.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),
+                           "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
+                           "losses/explained_variance": explained_var.item(), "charts/SPS": sps}, step=global_step)
+            if time.time() - last_print > PROGRESS_SECONDS:
+                last_print = time.time()
+                episodes_file.flush()
+                eta = int(max(args.total_timesteps - global_step, 0) / sps)
+                print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
+                      f"{np.mean(episodic_returns[-10:]) if episodic_returns else float('nan'):.1f} | "
+                      f"ETA {eta // 60}:{eta % 60:02d}")
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step:,}: evaluating and saving what was learned")
+    episodes_file.close()
+    envs.close()
+    wall_time = time.time() - start_time
+    sps = global_step / max(wall_time, 1e-9)
+
+    if args.save_model:
+        model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save({"agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "args": vars(args),
+                    "global_step": global_step}, model_file)
+        print(f"saved the model to {model_file}")
+    eval_returns = evaluate(agent, args, run_dir, device)
+    summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,
+               "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
+               "sps": sps, "wall_time": wall_time,
+               "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                            "gymnasium": gym.__version__, "numpy": np.__version__}}
+    with open(os.path.join(run_dir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2)
+    if args.track:
+        wandb.log({"charts/SPS": sps, "eval/return_mean": summary["eval_return_mean"],
+                   "eval/return_std": summary["eval_return_std"]}, step=global_step)
+        wandb.finish()
+    print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS) | greedy evaluation "
+          f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
+    return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
+            "wall_time": wall_time}
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))

@@ -1,0 +1,386 @@
+"""Proximal Policy Optimization for discrete actions (Schulman et al. 2017) with GAE (Schulman et al. 2016).
+
+Collect a rollout of num_steps x num_envs transitions with the current policy, estimate advantages
+with generalized advantage estimation, then take several epochs of minibatch steps on the clipped
+surrogate objective (Eq. 7 of the PPO paper) plus a value loss and an entropy bonus. Papers:
+https://arxiv.org/abs/1707.06347, https://arxiv.org/abs/1506.02438; the implementation details follow
+https://iclr-blog-track.github.io/2022/03/25/ppo-implementation-details/.
+
+Spaces: Box (vector) observations, Discrete actions. Defaults equal CleanRL's ppo.py so the two
+compare side by side. Unlike it, a time-limit truncation is bootstrapped from V(true final obs)
+instead of being treated as a termination.
+
+    python algorithms/ppo.py                                          # CartPole-v1, 500k steps
+    python algorithms/ppo.py --env-id Acrobot-v1
+    python algorithms/ppo.py --env-id LunarLander-v3 --num-envs 16 --num-steps 1024 --num-minibatches 256 \\
+        --gamma 0.999 --gae-lambda 0.98 --no-anneal-lr --learning-rate 3e-4 --total-timesteps 1000000
+    python algorithms/ppo.py --model-path runs/.../ppo.pt --total-timesteps 0 --capture-video
+The last line evaluates a saved model without training (and records the evaluation episodes).
+"""
+
+import csv
+import json
+import os
+import pickle
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.distributions import Categorical
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
+PROGRESS_SECONDS = 5.0  # at most one console progress line this often
+
+
+# ---------------------------------------------------------------------------------------- Args
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of random, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (CPU runs are deterministic at a fixed thread count anyway)"""
+    cuda: bool = True
+    """use a GPU when one is available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "lucidrl"
+    """the W&B project"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    capture_video: bool = False
+    """record the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save the model to runs/{run_name}/{exp_name}.pt"""
+    model_path: Optional[str] = None
+    """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    env_id: str = "CartPole-v1"
+    """the Gymnasium environment id (Box observations, Discrete actions)"""
+    total_timesteps: int = 500_000
+    """environment steps of training"""
+    learning_rate: float = 2.5e-4
+    """Adam step size"""
+    num_envs: int = 4
+    """parallel environments"""
+    num_steps: int = 128
+    """steps per env in each rollout"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to 0 over training"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 0.95
+    """the GAE lambda"""
+    num_minibatches: int = 4
+    """minibatches per epoch"""
+    update_epochs: int = 4
+    """epochs over each rollout"""
+    norm_adv: bool = True
+    """normalise advantages within each minibatch"""
+    clip_coef: float = 0.2
+    """the surrogate clipping epsilon"""
+    clip_vloss: bool = True
+    """clip the value loss around the old values, as the reference implementations do"""
+    ent_coef: float = 0.01
+    """weight of the entropy bonus"""
+    vf_coef: float = 0.5
+    """weight of the value loss"""
+    max_grad_norm: float = 0.5
+    """clip the global gradient norm"""
+    target_kl: Optional[float] = None
+    """stop an update's epochs early once the approximate KL exceeds this (None: never)"""
+    eval_episodes: int = 10
+    """greedy evaluation episodes at the end"""
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------- Env
+def make_env(env_id: str, render_mode: Optional[str] = None):
+    def thunk() -> gym.Env:
+        return gym.make(env_id, render_mode=render_mode)
+
+    return thunk
+
+
+# ---------------------------------------------------------------------------------------- Agent
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights and constant bias (implementation detail 2)."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor (logits) and critic (V) networks, 64-64 tanh each."""
+
+    def __init__(self, obs_size: int, n_actions: int):
+        super().__init__()
+        self.critic = nn.Sequential(layer_init(nn.Linear(obs_size, 64)), nn.Tanh(),
+                                    layer_init(nn.Linear(64, 64)), nn.Tanh(), layer_init(nn.Linear(64, 1), std=1.0))
+        # A small last layer starts the policy close to uniform.
+        self.actor = nn.Sequential(layer_init(nn.Linear(obs_size, 64)), nn.Tanh(),
+                                   layer_init(nn.Linear(64, 64)), nn.Tanh(), layer_init(nn.Linear(64, n_actions), std=0.01))
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def get_action_and_value(self, obs: torch.Tensor, action: Optional[torch.Tensor] = None):
+        """Sample an action (or score a given one): action, log pi(a|s), entropy, V(s)."""
+        dist = Categorical(logits=self.actor(obs))
+        if action is None:
+            action = dist.sample()
+        return action, dist.log_prob(action), dist.entropy(), self.get_value(obs)
+
+
+# ---------------------------------------------------------------------------------------- Math
+def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> torch.Tensor:
+    """Generalized advantage estimation (Eq. 11-16 of Schulman et al. 2016), all (num_steps, num_envs).
+
+    next_values[t] is V of the state after step t: V(s_t+1) inside an episode, V(true final obs)
+    where step t was truncated. delta_t = r_t + gamma * (1 - terminated_t) * next_values[t] - V(s_t);
+    A_t = delta_t + gamma * lambda * (1 - done_t) * A_t+1, so an episode end (either kind) stops the
+    sum and only a termination drops the bootstrap. gae_lambda = 1 gives n-step returns minus V."""
+    advantages = torch.zeros_like(rewards)
+    next_advantage = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
+        next_advantage = delta + gamma * gae_lambda * (1.0 - dones[t]) * next_advantage
+        advantages[t] = next_advantage
+    return advantages
+
+
+def evaluate(agent: Agent, args: Args, run_dir: str, device: torch.device) -> list:
+    """Greedy (argmax) episodes in a fresh env seeded apart from training; returns their returns."""
+    env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)()
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + EVAL_SEED_OFFSET + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            with torch.inference_mode():
+                logits = agent.actor(torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1))
+            obs, reward, terminated, truncated, _ = env.step(int(logits.argmax()))
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# ---------------------------------------------------------------------------------------- Train
+def train(args: Args) -> dict:
+    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_episodes"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.total_timesteps < 0:
+        fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
+    batch_size = args.num_envs * args.num_steps
+    if args.num_minibatches > batch_size:
+        fail(f"--num-minibatches ({args.num_minibatches}) must not exceed the rollout size {batch_size}")
+    if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
+        fail(f"--gamma and --gae-lambda must be in [0, 1]; got {args.gamma}, {args.gae_lambda}")
+    if args.model_path is not None and not os.path.isfile(args.model_path):
+        fail(f"--model-path {args.model_path} is not a file")
+    try:
+        gym.spec(args.env_id)
+    except gym.error.Error as error:
+        fail(f"unknown --env-id {args.env_id}: {error}")
+    # SAME_STEP: on the step an episode ends, obs is already the reset obs and the true final
+    # observation is in infos["final_obs"] (see GYMNASIUM_1x.md).
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id) for _ in range(args.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(obs_space, gym.spaces.Box) or not isinstance(action_space, gym.spaces.Discrete):
+        fail(f"ppo.py needs Box observations and Discrete actions; {args.env_id} has {obs_space} observations "
+             f"and {action_space} actions. Try " + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete)
+                                                   else "reinforce.py."))
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    obs_size = int(np.prod(obs_space.shape))
+    agent = Agent(obs_size, int(action_space.n)).to(device)
+    # eps 1e-5 (implementation detail 3); fused: one kernel for the whole step, faster on CPU here
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    if args.model_path is not None:
+        try:
+            agent.load_state_dict(torch.load(args.model_path, map_location=device)["agent"])
+        except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
+            fail(f"--model-path {args.model_path} does not fit {args.env_id}: {str(error).splitlines()[0]}")
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb  # imported lazily: it is slow and optional
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                   config=vars(args), dir=run_dir)
+    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    episodes_csv = csv.writer(episodes_file)
+    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+
+    # ---- rollout storage, (num_steps, num_envs, ...)
+    obs = torch.zeros((args.num_steps, args.num_envs, obs_size), device=device)
+    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
+    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
+    terminations = torch.zeros((args.num_steps, args.num_envs), device=device)
+    dones = torch.zeros((args.num_steps, args.num_envs), device=device)
+    values = torch.zeros((args.num_steps, args.num_envs), device=device)
+    truncations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)  # and not terminated
+    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(true final obs) there
+
+    envs.action_space.seed(args.seed)
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device).reshape(args.num_envs, -1)
+    num_iterations = args.total_timesteps // batch_size if args.total_timesteps else 0
+    minibatch_size = batch_size // args.num_minibatches
+    episodic_returns = []
+    global_step = 0
+    start_time = last_print = time.time()
+    try:
+        for iteration in range(1, num_iterations + 1):
+            if args.anneal_lr:  # implementation detail 4
+                optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+            # ---- collect a rollout
+            for step in range(args.num_steps):
+                global_step += args.num_envs
+                obs[step] = next_obs
+                with torch.inference_mode():
+                    action, logprob, _, value = agent.get_action_and_value(next_obs)
+                actions[step], logprobs[step], values[step] = action, logprob, value
+                next_obs_np, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+                rewards[step] = torch.from_numpy(reward)
+                terminations[step] = torch.from_numpy(terminated)
+                dones[step] = torch.from_numpy(terminated | truncated)
+                truncations[step] = torch.from_numpy(truncated & ~terminated)  # a termination at the limit is an end
+                truncated_only = np.flatnonzero(truncated & ~terminated)
+                if len(truncated_only):  # bootstrap a time limit from V(true final obs)
+                    final_obs = np.stack([infos["final_obs"][i] for i in truncated_only])
+                    with torch.inference_mode():
+                        final_values[step, truncated_only] = agent.get_value(
+                            torch.as_tensor(final_obs, dtype=torch.float32, device=device).reshape(len(final_obs), -1))
+                next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device).reshape(args.num_envs, -1)
+                if "_episode" in infos:
+                    wall_time = time.time() - start_time
+                    for i in np.flatnonzero(infos["_episode"]):
+                        episode_return = float(infos["episode"]["r"][i])
+                        episodes_csv.writerow([global_step, episode_return, int(infos["episode"]["l"][i]),
+                                               f"{wall_time:.3f}"])
+                        episodic_returns.append(episode_return)
+                        if args.track:
+                            wandb.log({"charts/episodic_return": episode_return,
+                                       "charts/episodic_length": int(infos["episode"]["l"][i])}, step=global_step)
+
+            # ---- advantages: next_values is V(s_t+1), replaced by V(final obs) where a step was truncated
+            with torch.inference_mode():
+                next_values = torch.cat([values[1:], agent.get_value(next_obs).unsqueeze(0)])
+            next_values = torch.where(truncations, final_values, next_values)
+            advantages = compute_gae(rewards, values, next_values, terminations, dones, args.gamma, args.gae_lambda)
+            returns = advantages + values
+
+            # ---- flatten the batch and optimise for update_epochs over shuffled minibatches
+            b_obs, b_actions, b_logprobs = obs.reshape(batch_size, -1), actions.reshape(-1), logprobs.reshape(-1)
+            b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+            clipfracs = []
+            for epoch in range(args.update_epochs):
+                b_inds = torch.randperm(batch_size, device=device)
+                for start in range(0, batch_size, minibatch_size):
+                    mb_inds = b_inds[start:start + minibatch_size]
+                    _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
+                    logratio = newlogprob - b_logprobs[mb_inds]
+                    ratio = logratio.exp()
+                    with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
+                        old_approx_kl = (-logratio).mean()
+                        approx_kl = ((ratio - 1) - logratio).mean()
+                        clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean())
+                    mb_advantages = b_advantages[mb_inds]
+                    if args.norm_adv:  # implementation detail 7
+                        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                    # Clipped surrogate, Eq. 7 of Schulman et al. 2017 (as a loss to minimise)
+                    pg_loss = torch.max(-mb_advantages * ratio,
+                                        -mb_advantages * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
+                    if args.clip_vloss:  # implementation detail 9
+                        v_clipped = b_values[mb_inds] + (newvalue - b_values[mb_inds]).clamp(-args.clip_coef, args.clip_coef)
+                        v_loss = 0.5 * torch.max((newvalue - b_returns[mb_inds]) ** 2,
+                                                 (v_clipped - b_returns[mb_inds]) ** 2).mean()
+                    else:
+                        v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
+                    entropy_loss = entropy.mean()
+                    loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
+                    optimizer.zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                if args.target_kl is not None and approx_kl > args.target_kl:
+                    break
+            if not torch.isfinite(loss):
+                fail(f"the PPO loss became {loss.item()} at step {global_step}")
+
+            sps = global_step / (time.time() - start_time)
+            if args.track:
+                explained_var = 1 - (b_returns - b_values).var() / b_returns.var()
+                wandb.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),
+                           "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
+                           "losses/old_approx_kl": old_approx_kl.item(), "losses/approx_kl": approx_kl.item(),
+                           "losses/clipfrac": torch.stack(clipfracs).mean().item(),
+                           "losses/explained_variance": explained_var.item(), "charts/SPS": sps}, step=global_step)
+            if time.time() - last_print > PROGRESS_SECONDS:
+                last_print = time.time()
+                episodes_file.flush()
+                eta = int(max(args.total_timesteps - global_step, 0) / sps)
+                print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
+                      f"{np.mean(episodic_returns[-10:]) if episodic_returns else float('nan'):.1f} | "
+                      f"ETA {eta // 60}:{eta % 60:02d}")
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step:,}: evaluating and saving what was learned")
+    episodes_file.close()
+    envs.close()
+    wall_time = time.time() - start_time
+    sps = global_step / max(wall_time, 1e-9)
+
+    if args.save_model:
+        model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save({"agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "args": vars(args),
+                    "global_step": global_step}, model_file)
+        print(f"saved the model to {model_file}")
+    eval_returns = evaluate(agent, args, run_dir, device)
+    summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,
+               "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
+               "sps": sps, "wall_time": wall_time,
+               "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                            "gymnasium": gym.__version__, "numpy": np.__version__}}
+    with open(os.path.join(run_dir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2)
+    if args.track:
+        wandb.log({"charts/SPS": sps, "eval/return_mean": summary["eval_return_mean"],
+                   "eval/return_std": summary["eval_return_std"]}, step=global_step)
+        wandb.finish()
+    print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS) | greedy evaluation "
+          f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
+    return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
+            "wall_time": wall_time}
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))
