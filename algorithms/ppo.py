@@ -224,7 +224,7 @@ def train(args: Args) -> dict:
         try:
             agent.load_state_dict(torch.load(args.model_path, map_location=device)["agent"])
         except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
-            fail(f"--model-path {args.model_path} does not fit {args.env_id}: {str(error).splitlines()[0]}")
+            fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
 
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
@@ -244,7 +244,6 @@ def train(args: Args) -> dict:
     logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
     rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
     terminations = torch.zeros((args.num_steps, args.num_envs), device=device)
-    dones = torch.zeros((args.num_steps, args.num_envs), device=device)
     values = torch.zeros((args.num_steps, args.num_envs), device=device)
     truncations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)  # and not terminated
     final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(true final obs) there
@@ -272,13 +271,12 @@ def train(args: Args) -> dict:
                 next_obs_np, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
                 rewards[step] = torch.from_numpy(reward)
                 terminations[step] = torch.from_numpy(terminated)
-                dones[step] = torch.from_numpy(terminated | truncated)
-                truncations[step] = torch.from_numpy(truncated & ~terminated)  # a termination at the limit is an end
-                truncated_only = np.flatnonzero(truncated & ~terminated)
-                if len(truncated_only):  # bootstrap a time limit from V(true final obs)
-                    final_obs = np.stack([infos["final_obs"][i] for i in truncated_only])
+                truncated_only = truncated & ~terminated  # a termination at the limit is an end
+                truncations[step] = torch.from_numpy(truncated_only)
+                if truncated_only.any():  # bootstrap a time limit from V(true final obs)
+                    final_obs = np.stack([infos["final_obs"][i] for i in np.flatnonzero(truncated_only)])
                     with torch.inference_mode():
-                        final_values[step, truncated_only] = agent.get_value(
+                        final_values[step, truncations[step]] = agent.get_value(
                             torch.as_tensor(final_obs, dtype=torch.float32, device=device).reshape(len(final_obs), -1))
                 next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device).reshape(args.num_envs, -1)
                 if "_episode" in infos:
@@ -296,6 +294,7 @@ def train(args: Args) -> dict:
             with torch.inference_mode():
                 next_values = torch.cat([values[1:], agent.get_value(next_obs).unsqueeze(0)])
             next_values = torch.where(truncations, final_values, next_values)
+            dones = terminations + truncations.float()  # an episode ended at step t, either way
             advantages = compute_gae(rewards, values, next_values, terminations, dones, args.gamma, args.gae_lambda)
             returns = advantages + values
 

@@ -178,12 +178,12 @@ def train(args: Args) -> dict:
     rng = np.random.default_rng(args.seed)
     obs, _ = env.reset(seed=args.seed)
     episodic_returns, episode_return, episode_length = [], 0.0, 0
+    exploration_steps = int(args.exploration_fraction * args.total_timesteps)
     start_time = last_print = time.time()
     global_step = 0
     try:
         for global_step in range(1, args.total_timesteps + 1):
-            epsilon = linear_schedule(args.start_e, args.end_e,
-                                      int(args.exploration_fraction * args.total_timesteps), global_step)
+            epsilon = linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
             action = epsilon_greedy(q_table[obs], epsilon, rng)
             next_obs, reward, terminated, truncated, _ = env.step(action)
             # next_obs is the true final state here: a single env does not reset by itself.

@@ -328,7 +328,7 @@ def main(args: Args) -> int:
     failures = [] if args.render_only else run_suite(args, suite, jobs, set(rows))
 
     # Collect every raw run present (new or old) over what the results files held.
-    curves = [point for point in read_csv(curves_path)]
+    curves = read_csv(curves_path)
     for job in jobs:
         for seed in job.seeds:
             collected = collect(job, seed, Path(args.logs_dir) / suite / job.name / f"seed{seed}")
