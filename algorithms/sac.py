@@ -1,0 +1,488 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018a, 2018b) for continuous actions.
+
+Learn a stochastic policy that maximises return plus entropy, off-policy from a replay buffer. Two Q
+critics regress on a soft TD target built from the smaller of two slowly moving target critics (Eq. 3
+and 5 of 2018b); the actor, a tanh-squashed Gaussian, minimises alpha * log pi(a|s) - min Q(s, a)
+(Eq. 7), and the temperature alpha is tuned so the policy's entropy stays near -dim(A) (Eq. 18).
+Papers: https://arxiv.org/abs/1801.01290, https://arxiv.org/abs/1812.05905.
+
+Spaces: Box observations, Box actions with finite bounds. Defaults equal CleanRL's
+sac_continuous_action.py (which reproduce the published MuJoCo results), so the two compare side by
+side. With no --total-timesteps the budget is the env's entry in DEFAULT_BUDGETS (Pendulum-v1 solves
+in 20k steps, a few minutes here) and 1M steps, the published MuJoCo budget, for any other env.
+The buffer stores the true final observation of a truncated episode and `terminated` (never `done`),
+so a time limit is bootstrapped and a real end is not.
+
+    python algorithms/sac.py --env-id Pendulum-v1                  # solves in 20k steps
+    python algorithms/sac.py --env-id HalfCheetah-v5               # 1M steps
+    python algorithms/sac.py --env-id Pendulum-v1 --no-autotune --alpha 0.1
+    python algorithms/sac.py --model-path runs/.../sac.pt --total-timesteps 0 --capture-video
+The last line evaluates a saved model without training (and records the evaluation episodes).
+"""
+
+import csv
+import json
+import math
+import os
+import pickle
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
+PROGRESS_SECONDS = 5.0  # at most one console progress line this often
+LOG_EVERY_UPDATES = 100  # losses go to W&B (and are checked for NaN) every this many updates
+# Budgets used when --total-timesteps is not given: small envs get what solves them, the rest the
+# published 1M-step MuJoCo budget.
+DEFAULT_BUDGETS = {"Pendulum-v1": 20_000, "InvertedPendulum-v5": 20_000}
+DEFAULT_BUDGET = 1_000_000
+# The actor's log-std is squashed into [LOG_STD_MIN, LOG_STD_MAX] (as in CleanRL and the authors' code):
+# std in [0.007, 7.4], wide enough to explore, bounded so log-probs stay finite.
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+# ---------------------------------------------------------------------------------------- Args
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of random, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (CPU runs are deterministic at a fixed thread count anyway)"""
+    cuda: bool = True
+    """use a GPU when one is available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "lucidrl"
+    """the W&B project"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    capture_video: bool = False
+    """record the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save the model to runs/{run_name}/{exp_name}.pt"""
+    model_path: Optional[str] = None
+    """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    env_id: str = "Hopper-v5"
+    """the Gymnasium environment id (Box observations, Box actions)"""
+    total_timesteps: Optional[int] = None
+    """environment steps of training; None: 20k for Pendulum-v1 and InvertedPendulum-v5, 1M for any other env"""
+    num_envs: int = 1
+    """parallel environments (one gradient step per environment step either way)"""
+    buffer_size: int = 1_000_000
+    """replay buffer capacity (transitions)"""
+    gamma: float = 0.99
+    """the discount factor"""
+    tau: float = 0.005
+    """target network update rate (Polyak averaging)"""
+    batch_size: int = 256
+    """transitions per gradient step"""
+    learning_starts: int = 5_000
+    """environment steps of uniformly random actions before the first gradient step"""
+    policy_lr: float = 3e-4
+    """Adam step size of the actor"""
+    q_lr: float = 1e-3
+    """Adam step size of the critics and of the temperature"""
+    policy_frequency: int = 2
+    """critic updates per actor update burst; each burst is policy_frequency actor updates (TD3-style delay)"""
+    target_network_frequency: int = 1
+    """critic updates between target network updates"""
+    alpha: float = 0.2
+    """entropy temperature (the starting value when --autotune is on)"""
+    autotune: bool = True
+    """tune alpha towards the target entropy -dim(A) (Eq. 18 of Haarnoja et al. 2018b)"""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """units of the hidden ReLU layers of the actor and of each critic"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes at the end (the action is the squashed mean)"""
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------- Env
+def make_env(env_id: str, render_mode: Optional[str] = None):
+    def thunk() -> gym.Env:
+        return gym.make(env_id, render_mode=render_mode)
+
+    return thunk
+
+
+# ---------------------------------------------------------------------------------------- Networks
+def mlp(in_size: int, hidden_sizes: tuple, out_size: int) -> nn.Sequential:
+    layers, width = [], in_size
+    for size in hidden_sizes:
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        width = size
+    return nn.Sequential(*layers, nn.Linear(width, out_size))
+
+
+class SoftQNetwork(nn.Module):
+    """(obs (batch, obs_size), action (batch, action_size)) -> Q(s, a) (batch,)."""
+
+    def __init__(self, obs_size: int, action_size: int, hidden_sizes: tuple):
+        super().__init__()
+        self.net = mlp(obs_size + action_size, hidden_sizes, 1)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, actions], dim=1)).squeeze(1)
+
+
+class Actor(nn.Module):
+    """obs (batch, obs_size) -> a tanh-squashed Gaussian over actions, rescaled to the env's bounds."""
+
+    def __init__(self, obs_size: int, action_space: gym.spaces.Box, hidden_sizes: tuple):
+        super().__init__()
+        action_size = int(np.prod(action_space.shape))
+        self.net = mlp(obs_size, hidden_sizes, 2 * action_size)  # mean and log-std of each action dimension
+        # a = scale * tanh(u) + bias maps tanh's (-1, 1) onto [low, high]; buffers move and save with the model
+        self.register_buffer("action_scale", torch.tensor((action_space.high - action_space.low) / 2, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.tensor((action_space.high + action_space.low) / 2, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> tuple:
+        mean, log_std = self.net(obs).chunk(2, dim=1)  # each (batch, action_size)
+        # squash the raw log-std smoothly into [LOG_STD_MIN, LOG_STD_MAX] (a hard clamp would kill its gradient)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        return mean, log_std
+
+    def sample(self, obs: torch.Tensor) -> tuple:
+        """A reparameterised sample (Eq. 11 of 2018b): actions (batch, action_size) in the env's bounds
+        and their log-probabilities (batch,)."""
+        mean, log_std = self(obs)
+        gaussian_sample = mean + log_std.exp() * torch.randn_like(mean)  # u = mean + std * noise
+        actions = torch.tanh(gaussian_sample) * self.action_scale + self.action_bias
+        return actions, squashed_gaussian_log_prob(gaussian_sample, mean, log_std, self.action_scale)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action used for evaluation: the squashed mean."""
+        mean, _ = self(obs)
+        return torch.tanh(mean) * self.action_scale + self.action_bias
+
+
+# ---------------------------------------------------------------------------------------- Replay buffer
+class ReplayBuffer:
+    """Circular storage in preallocated tensors; one index tensor samples a batch."""
+
+    def __init__(self, capacity: int, obs_size: int, action_size: int, device: torch.device):
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        self.obs = torch.zeros((capacity, obs_size), dtype=torch.float32, device=device)
+        self.next_obs = torch.zeros((capacity, obs_size), dtype=torch.float32, device=device)
+        self.actions = torch.zeros((capacity, action_size), dtype=torch.float32, device=device)
+        self.rewards = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self.terminations = torch.zeros(capacity, dtype=torch.float32, device=device)
+
+    def add(self, obs, next_obs, actions, rewards, terminations) -> None:
+        """Store one vector step: numpy arrays straight from the env, each (num_envs, ...), cast to the
+        storage's dtype (MuJoCo's float64 obs, bool terminations), wrapping at capacity."""
+        n = len(actions)
+        if self.pos + n > self.capacity:  # wrap: the part that fits at the end, then the rest at the start
+            fit = self.capacity - self.pos
+            self.add(obs[:fit], next_obs[:fit], actions[:fit], rewards[:fit], terminations[:fit])
+            self.add(obs[fit:], next_obs[fit:], actions[fit:], rewards[fit:], terminations[fit:])
+            return
+        rows = slice(self.pos, self.pos + n)  # slice writes cast dtype and device as they copy
+        self.obs[rows] = torch.from_numpy(obs).reshape(n, -1)
+        self.next_obs[rows] = torch.from_numpy(next_obs).reshape(n, -1)
+        self.actions[rows] = torch.from_numpy(actions).reshape(n, -1)
+        self.rewards[rows] = torch.from_numpy(rewards)
+        self.terminations[rows] = torch.from_numpy(terminations)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple:
+        index = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
+        return (self.obs[index], self.actions[index], self.rewards[index], self.next_obs[index],
+                self.terminations[index])
+
+
+# ---------------------------------------------------------------------------------------- Math
+def squashed_gaussian_log_prob(gaussian_sample, mean, log_std, action_scale) -> torch.Tensor:
+    """log pi(a|s) of a = scale * tanh(u) + bias with u ~ N(mean, std), by the change of variables
+    (Eq. 26 of Haarnoja et al. 2018b, plus the affine rescaling):
+        log pi(a|s) = sum_i [ log N(u_i; mean_i, std_i) - log(1 - tanh(u_i)^2) - log scale_i ].
+    Shapes: gaussian_sample, mean, log_std (batch, action_size); action_scale (action_size,) -> (batch,)."""
+    gaussian_log_prob = torch.distributions.Normal(mean, log_std.exp()).log_prob(gaussian_sample)
+    # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)): exact and finite even where tanh(u) rounds to +-1
+    # (CleanRL's log(1 - tanh(u)^2 + 1e-6) is biased there).
+    log_tanh_derivative = 2.0 * (math.log(2.0) - gaussian_sample - F.softplus(-2.0 * gaussian_sample))
+    return (gaussian_log_prob - log_tanh_derivative - torch.log(action_scale)).sum(dim=1)
+
+
+def soft_td_target(rewards, terminations, next_q1_target, next_q2_target, next_log_probs, alpha, gamma: float):
+    """y = r + gamma * (1 - terminated) * (min_j Q_target_j(s', a') - alpha * log pi(a'|s')), a' ~ pi(.|s')
+    (Eq. 3 and 5 of Haarnoja et al. 2018b; the min of two critics as in TD3). All tensors (batch,)."""
+    soft_value = torch.min(next_q1_target, next_q2_target) - alpha * next_log_probs
+    return rewards + gamma * (1.0 - terminations) * soft_value
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Polyak averaging: target <- tau * online + (1 - tau) * target."""
+    for target_param, param in zip(target.parameters(), online.parameters()):
+        target_param.lerp_(param, tau)
+
+
+def evaluate(actor: Actor, args: Args, run_dir: str, device: torch.device) -> list:
+    """Deterministic episodes (squashed mean action) in a fresh env seeded apart from training."""
+    env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)()
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + EVAL_SEED_OFFSET + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            with torch.inference_mode():
+                action = actor.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1))
+            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# ---------------------------------------------------------------------------------------- Train
+def train(args: Args) -> dict:
+    total_timesteps = args.total_timesteps
+    if total_timesteps is None:
+        total_timesteps = DEFAULT_BUDGETS.get(args.env_id, DEFAULT_BUDGET)
+    for name in ("num_envs", "eval_episodes", "buffer_size", "batch_size", "policy_frequency",
+                 "target_network_frequency"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if total_timesteps < 0:
+        fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {total_timesteps}")
+    if total_timesteps > 0 and not 0 <= args.learning_starts < total_timesteps:
+        fail(f"--learning-starts must be in [0, total_timesteps={total_timesteps}); got {args.learning_starts}")
+    if args.batch_size > args.buffer_size:
+        fail(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
+    if not 0.0 < args.tau <= 1.0 or not 0.0 <= args.gamma <= 1.0 or args.alpha < 0.0:
+        fail(f"--tau must be in (0, 1], --gamma in [0, 1] and --alpha >= 0; got {args.tau}, {args.gamma}, {args.alpha}")
+    if args.autotune and args.alpha <= 0.0:
+        fail(f"--alpha must be > 0 with --autotune (it is tuned in log space); got {args.alpha}")
+    if args.model_path is not None and not os.path.isfile(args.model_path):
+        fail(f"--model-path {args.model_path} is not a file")
+    try:
+        gym.spec(args.env_id)
+    except gym.error.Error as error:
+        fail(f"unknown --env-id {args.env_id}: {error}")
+    # SAME_STEP: on the step an episode ends, obs is already the reset obs and the true final
+    # observation is in infos["final_obs"] (see GYMNASIUM_1x.md).
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id) for _ in range(args.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(obs_space, gym.spaces.Box) or not isinstance(action_space, gym.spaces.Box):
+        fail(f"sac.py needs Box observations and a continuous (Box) action space; {args.env_id} has {obs_space} "
+             f"observations and {action_space} actions. Try " + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete)
+                                                                else "dqn.py or ppo.py."))
+    if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+        fail(f"sac.py needs finite action bounds to squash into; {args.env_id} has {action_space}. Try reinforce.py.")
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    obs_size, action_size = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
+    actor = Actor(obs_size, action_space, args.hidden_sizes).to(device)
+    qf1 = SoftQNetwork(obs_size, action_size, args.hidden_sizes).to(device)
+    qf2 = SoftQNetwork(obs_size, action_size, args.hidden_sizes).to(device)
+    qf1_target = SoftQNetwork(obs_size, action_size, args.hidden_sizes).to(device)
+    qf2_target = SoftQNetwork(obs_size, action_size, args.hidden_sizes).to(device)
+    # fused: one kernel for the whole Adam step (a few % of an update on CPU, free)
+    q_optimizer = torch.optim.Adam([*qf1.parameters(), *qf2.parameters()], lr=args.q_lr, fused=True)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+    # alpha is learned as log(alpha) so it stays positive; target entropy -dim(A) (Sec. 5 of 2018b)
+    target_entropy = -float(action_size)
+    log_alpha = torch.tensor([math.log(args.alpha) if args.autotune else 0.0], device=device, requires_grad=True)
+    alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr)
+    if args.model_path is not None:
+        try:
+            checkpoint = torch.load(args.model_path, map_location=device)
+            for name, module in (("actor", actor), ("qf1", qf1), ("qf2", qf2)):
+                module.load_state_dict(checkpoint[name])
+            log_alpha.data.copy_(checkpoint["log_alpha"])
+        except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
+            fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
+    qf1_target.load_state_dict(qf1.state_dict())
+    qf2_target.load_state_dict(qf2.state_dict())
+    # alpha stays a tensor on the device: reading it as a float would sync with the device every update
+    alpha = log_alpha.detach().exp() if args.autotune else torch.tensor(args.alpha, device=device)
+    # a buffer never needs more rows than the run has steps (Pendulum's 20k rows instead of 1M)
+    rb = ReplayBuffer(min(args.buffer_size, total_timesteps + args.num_envs), obs_size, action_size, device)
+    sample_generator = torch.Generator(device=device).manual_seed(args.seed)  # replay sampling
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb  # imported lazily: it is slow and optional
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                   config=vars(args), dir=run_dir)
+    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    episodes_csv = csv.writer(episodes_file)
+    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+
+    envs.action_space.seed(args.seed)
+    obs, _ = envs.reset(seed=args.seed)  # (num_envs, *obs_shape), numpy
+    episodic_returns = []
+    global_step, updates = 0, 0
+    learning_start_time, learning_start_step = None, 0  # for the SPS of the learning phase alone
+    start_time = last_print = time.time()
+    try:
+        while global_step < total_timesteps:
+            # ---- act: uniformly random during warm-up, then a sample of the policy (exploration)
+            if global_step < args.learning_starts:
+                actions = envs.action_space.sample()  # (num_envs, action_size)
+            else:
+                with torch.inference_mode():
+                    actions, _ = actor.sample(torch.as_tensor(obs, dtype=torch.float32, device=device)
+                                              .reshape(args.num_envs, -1))
+                actions = actions.cpu().numpy()
+            next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+            global_step += args.num_envs
+
+            # ---- store; on an episode end next_obs is already the reset obs: store the true final one
+            real_next_obs = next_obs.copy()
+            if "_final_obs" in infos:
+                for i in np.flatnonzero(infos["_final_obs"]):
+                    real_next_obs[i] = infos["final_obs"][i]
+            rb.add(obs, real_next_obs, actions, rewards, terminations)
+            obs = next_obs
+
+            if "_episode" in infos:
+                wall_time = time.time() - start_time
+                for i in np.flatnonzero(infos["_episode"]):
+                    episode_return, episode_length = float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])
+                    episodes_csv.writerow([global_step, episode_return, episode_length, f"{wall_time:.3f}"])
+                    episodic_returns.append(episode_return)
+                    if args.track:
+                        wandb.log({"charts/episodic_return": episode_return, "charts/episodic_length": episode_length},
+                                  step=global_step)
+
+            # ---- learn: one gradient step per environment step (whatever num_envs is)
+            if global_step > args.learning_starts:
+                if learning_start_time is None:
+                    learning_start_time, learning_start_step = time.time(), global_step
+                for _ in range(args.num_envs):
+                    updates += 1
+                    b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, sample_generator)
+                    with torch.no_grad():
+                        next_actions, next_log_probs = actor.sample(b_next_obs)
+                        td_targets = soft_td_target(b_rewards, b_terminations, qf1_target(b_next_obs, next_actions),
+                                                    qf2_target(b_next_obs, next_actions), next_log_probs, alpha,
+                                                    args.gamma)  # (batch,)
+                    qf1_values, qf2_values = qf1(b_obs, b_actions), qf2(b_obs, b_actions)
+                    qf1_loss, qf2_loss = F.mse_loss(qf1_values, td_targets), F.mse_loss(qf2_values, td_targets)
+                    qf_loss = qf1_loss + qf2_loss  # Eq. 5, both critics in one step
+                    q_optimizer.zero_grad()
+                    qf_loss.backward()
+                    q_optimizer.step()
+
+                    if updates % args.policy_frequency == 0:  # delayed, then as many actor steps as were skipped
+                        # The actor's loss backpropagates through the critics to the actions only: freezing
+                        # the critics' weights skips their weight gradients (~15% of an update).
+                        qf1.requires_grad_(False)
+                        qf2.requires_grad_(False)
+                        for _ in range(args.policy_frequency):
+                            pi_actions, log_probs = actor.sample(b_obs)
+                            min_q_pi = torch.min(qf1(b_obs, pi_actions), qf2(b_obs, pi_actions))
+                            actor_loss = (alpha * log_probs - min_q_pi).mean()  # Eq. 7 (reparameterised, Eq. 11)
+                            actor_optimizer.zero_grad()
+                            actor_loss.backward()
+                            actor_optimizer.step()
+                            if args.autotune:
+                                # Eq. 18: raise alpha when the entropy -log pi is below the target, lower it above;
+                                # the log-probs of the actor step are reused (as SB3 does), detached.
+                                alpha_loss = (-log_alpha.exp() * (log_probs.detach() + target_entropy)).mean()
+                                alpha_optimizer.zero_grad()
+                                alpha_loss.backward()
+                                alpha_optimizer.step()
+                                alpha = log_alpha.detach().exp()
+                        qf1.requires_grad_(True)
+                        qf2.requires_grad_(True)
+
+                    if updates % args.target_network_frequency == 0:
+                        soft_update(qf1_target, qf1, args.tau)
+                        soft_update(qf2_target, qf2, args.tau)
+
+                    if updates % LOG_EVERY_UPDATES == 0:
+                        losses = {"losses/qf1_loss": qf1_loss.item(), "losses/qf2_loss": qf2_loss.item(),
+                                  "losses/qf1_values": qf1_values.mean().item(), "losses/alpha": alpha.item()}
+                        if updates >= args.policy_frequency:  # the actor has been updated at least once
+                            losses["losses/actor_loss"] = actor_loss.item()
+                            if args.autotune:
+                                losses["losses/alpha_loss"] = alpha_loss.item()
+                        for name, value in losses.items():
+                            if not math.isfinite(value):
+                                fail(f"{name} became {value} at step {global_step}")
+                        if args.track:
+                            wandb.log({**losses, "charts/SPS": global_step / (time.time() - start_time)},
+                                      step=global_step)
+
+            if time.time() - last_print > PROGRESS_SECONDS:
+                last_print = time.time()
+                episodes_file.flush()
+                sps = global_step / (last_print - start_time)
+                eta = int(max(total_timesteps - global_step, 0) / sps)
+                print(f"step {global_step:,}/{total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
+                      f"{np.mean(episodic_returns[-10:]) if episodic_returns else float('nan'):.1f} | "
+                      f"alpha {alpha.item():.3f} | ETA {eta // 60}:{eta % 60:02d}")
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step:,}: evaluating and saving what was learned")
+    episodes_file.close()
+    envs.close()
+    end_time = time.time()
+    wall_time = end_time - start_time
+    sps = global_step / max(wall_time, 1e-9)
+    # the learning phase alone (after the random warm-up): the figure that the update's cost decides
+    learning_sps = ((global_step - learning_start_step) / max(end_time - learning_start_time, 1e-9)
+                    if learning_start_time is not None else None)
+
+    if args.save_model:
+        model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save({"actor": actor.state_dict(), "qf1": qf1.state_dict(), "qf2": qf2.state_dict(),
+                    "qf1_target": qf1_target.state_dict(), "qf2_target": qf2_target.state_dict(),
+                    "log_alpha": log_alpha.detach(), "q_optimizer": q_optimizer.state_dict(),
+                    "actor_optimizer": actor_optimizer.state_dict(), "alpha_optimizer": alpha_optimizer.state_dict(),
+                    "args": vars(args), "global_step": global_step}, model_file)
+        print(f"saved the model to {model_file}")
+    eval_returns = evaluate(actor, args, run_dir, device)
+    summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,
+               "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
+               "sps": sps, "learning_sps": learning_sps, "wall_time": wall_time,
+               "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                            "gymnasium": gym.__version__, "numpy": np.__version__}}
+    with open(os.path.join(run_dir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2)
+    if args.track:
+        wandb.log({"charts/SPS": sps, "eval/return_mean": summary["eval_return_mean"],
+                   "eval/return_std": summary["eval_return_std"]}, step=global_step)
+        wandb.finish()
+    print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS"
+          + (f", {learning_sps:,.0f} while learning" if learning_sps is not None else "")
+          + f") | deterministic evaluation {summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} "
+          f"over {args.eval_episodes} episodes")
+    return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
+            "learning_sps": learning_sps, "wall_time": wall_time}
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))
