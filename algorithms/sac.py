@@ -346,6 +346,7 @@ def train(args: Args) -> dict:
     global_step, updates = 0, 0
     learning_start_time, learning_start_step = None, 0  # for the SPS of the learning phase alone
     start_time = last_print = time.time()
+    last_print_step = 0
     try:
         while global_step < total_timesteps:
             # ---- act: uniformly random during warm-up, then a sample of the policy (exploration)
@@ -438,10 +439,12 @@ def train(args: Args) -> dict:
                                       step=global_step)
 
             if time.time() - last_print > PROGRESS_SECONDS:
-                last_print = time.time()
+                # the ETA uses the recent rate: the warm-up steps run many times faster than learning ones
+                recent_sps = (global_step - last_print_step) / (time.time() - last_print)
+                last_print, last_print_step = time.time(), global_step
                 episodes_file.flush()
                 sps = global_step / (last_print - start_time)
-                eta = int(max(total_timesteps - global_step, 0) / sps)
+                eta = int(max(total_timesteps - global_step, 0) / max(recent_sps, 1e-9))
                 print(f"step {global_step:,}/{total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
                       f"{np.mean(episodic_returns[-10:]) if episodic_returns else float('nan'):.1f} | "
                       f"alpha {alpha.item():.3f} | ETA {eta // 60}:{eta % 60:02d}")

@@ -1,0 +1,457 @@
+"""Twin Delayed Deep Deterministic policy gradient, TD3 (Fujimoto et al. 2018), for continuous actions.
+
+DDPG with three fixes for its overestimation: two critics and a TD target from the smaller of their
+targets (clipped double Q, Eq. 10), target policy smoothing (clipped Gaussian noise on the target
+action, Eq. 15), and a delayed actor and target update (one per policy_frequency critic updates).
+The actor is deterministic; exploration adds Gaussian noise scaled to the action range.
+Paper: https://arxiv.org/abs/1802.09477.
+
+Spaces: Box observations, Box actions with finite bounds. Defaults equal CleanRL's
+td3_continuous_action.py and the paper's (25k random warm-up steps, 256-256 networks). With no
+--total-timesteps / --learning-starts the values come from ENV_DEFAULTS (Pendulum-v1: 20k steps with
+5k warm-up, a few minutes here) and are 1M / 25k, the published MuJoCo setting, for any other env.
+The buffer stores the true final observation of a truncated episode and `terminated` (never `done`).
+
+    python algorithms/td3.py --env-id Pendulum-v1                  # solves in 20k steps
+    python algorithms/td3.py --env-id HalfCheetah-v5               # 1M steps
+    python algorithms/td3.py --model-path runs/.../td3.pt --total-timesteps 0 --capture-video
+The last line evaluates a saved model without training (and records the evaluation episodes).
+"""
+
+import csv
+import json
+import math
+import os
+import pickle
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
+PROGRESS_SECONDS = 5.0  # at most one console progress line this often
+LOG_EVERY_UPDATES = 100  # losses go to W&B (and are checked for NaN) every this many updates
+# (total_timesteps, learning_starts) when not given: small envs get what solves them, the rest the
+# published 1M-step MuJoCo budget with 25k random warm-up steps.
+ENV_DEFAULTS = {"Pendulum-v1": (20_000, 5_000), "InvertedPendulum-v5": (20_000, 5_000)}
+DEFAULT_BUDGET, DEFAULT_LEARNING_STARTS = 1_000_000, 25_000
+
+
+# ---------------------------------------------------------------------------------------- Args
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of random, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (CPU runs are deterministic at a fixed thread count anyway)"""
+    cuda: bool = True
+    """use a GPU when one is available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "lucidrl"
+    """the W&B project"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    capture_video: bool = False
+    """record the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save the model to runs/{run_name}/{exp_name}.pt"""
+    model_path: Optional[str] = None
+    """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    env_id: str = "Hopper-v5"
+    """the Gymnasium environment id (Box observations, Box actions)"""
+    total_timesteps: Optional[int] = None
+    """environment steps of training; None: 20k for Pendulum-v1 and InvertedPendulum-v5, 1M for any other env"""
+    num_envs: int = 1
+    """parallel environments (one gradient step per environment step either way)"""
+    learning_rate: float = 3e-4
+    """Adam step size of the actor and the critics"""
+    buffer_size: int = 1_000_000
+    """replay buffer capacity (transitions)"""
+    gamma: float = 0.99
+    """the discount factor"""
+    tau: float = 0.005
+    """target network update rate (Polyak averaging)"""
+    batch_size: int = 256
+    """transitions per gradient step"""
+    learning_starts: Optional[int] = None
+    """environment steps of uniformly random actions before the first gradient step; None: 5k for
+    Pendulum-v1 and InvertedPendulum-v5, 25k for any other env"""
+    exploration_noise: float = 0.1
+    """std of the Gaussian exploration noise, as a fraction of the action range's half-width"""
+    policy_noise: float = 0.2
+    """std of the target policy smoothing noise, as a fraction of the action range's half-width"""
+    noise_clip: float = 0.5
+    """the target policy smoothing noise is clipped to +- this (same units as policy_noise)"""
+    policy_frequency: int = 2
+    """critic updates per actor and target update (the delay of Sec. 5.2)"""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """units of the hidden ReLU layers of the actor and of each critic"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes at the end (no exploration noise)"""
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------- Env
+def make_env(env_id: str, render_mode: Optional[str] = None):
+    def thunk() -> gym.Env:
+        return gym.make(env_id, render_mode=render_mode)
+
+    return thunk
+
+
+# ---------------------------------------------------------------------------------------- Networks
+def mlp(in_size: int, hidden_sizes: tuple, out_size: int) -> nn.Sequential:
+    layers, width = [], in_size
+    for size in hidden_sizes:
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        width = size
+    return nn.Sequential(*layers, nn.Linear(width, out_size))
+
+
+class QNetwork(nn.Module):
+    """(obs (batch, obs_size), action (batch, action_size)) -> Q(s, a) (batch,)."""
+
+    def __init__(self, obs_size: int, action_size: int, hidden_sizes: tuple):
+        super().__init__()
+        self.net = mlp(obs_size + action_size, hidden_sizes, 1)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, actions], dim=1)).squeeze(1)
+
+
+class Actor(nn.Module):
+    """obs (batch, obs_size) -> deterministic action (batch, action_size) in the env's bounds."""
+
+    def __init__(self, obs_size: int, action_space: gym.spaces.Box, hidden_sizes: tuple):
+        super().__init__()
+        self.net = mlp(obs_size, hidden_sizes, int(np.prod(action_space.shape)))
+        # a = scale * tanh(x) + bias maps tanh's (-1, 1) onto [low, high]; buffers move and save with the model
+        self.register_buffer("action_scale", torch.tensor((action_space.high - action_space.low) / 2, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.tensor((action_space.high + action_space.low) / 2, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs)) * self.action_scale + self.action_bias
+
+
+# ---------------------------------------------------------------------------------------- Replay buffer
+class ReplayBuffer:
+    """Circular storage in preallocated tensors; one index tensor samples a batch."""
+
+    def __init__(self, capacity: int, obs_size: int, action_size: int, device: torch.device):
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        self.obs = torch.zeros((capacity, obs_size), dtype=torch.float32, device=device)
+        self.next_obs = torch.zeros((capacity, obs_size), dtype=torch.float32, device=device)
+        self.actions = torch.zeros((capacity, action_size), dtype=torch.float32, device=device)
+        self.rewards = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self.terminations = torch.zeros(capacity, dtype=torch.float32, device=device)
+
+    def add(self, obs, next_obs, actions, rewards, terminations) -> None:
+        """Store one vector step: numpy arrays straight from the env, each (num_envs, ...), cast to the
+        storage's dtype (MuJoCo's float64 obs, bool terminations), wrapping at capacity."""
+        n = len(actions)
+        if self.pos + n > self.capacity:  # wrap: the part that fits at the end, then the rest at the start
+            fit = self.capacity - self.pos
+            self.add(obs[:fit], next_obs[:fit], actions[:fit], rewards[:fit], terminations[:fit])
+            self.add(obs[fit:], next_obs[fit:], actions[fit:], rewards[fit:], terminations[fit:])
+            return
+        rows = slice(self.pos, self.pos + n)  # slice writes cast dtype and device as they copy
+        self.obs[rows] = torch.from_numpy(obs).reshape(n, -1)
+        self.next_obs[rows] = torch.from_numpy(next_obs).reshape(n, -1)
+        self.actions[rows] = torch.from_numpy(actions).reshape(n, -1)
+        self.rewards[rows] = torch.from_numpy(rewards)
+        self.terminations[rows] = torch.from_numpy(terminations)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple:
+        index = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
+        return (self.obs[index], self.actions[index], self.rewards[index], self.next_obs[index],
+                self.terminations[index])
+
+
+# ---------------------------------------------------------------------------------------- Math
+def add_clipped_noise(actions, action_scale, std: float, noise_clip: Optional[float] = None) -> torch.Tensor:
+    """actions + noise drawn per sample and per action dimension, N(0, std^2) in units of the action
+    range's half-width (`action_scale`); with `noise_clip`, each draw is first clipped to +- noise_clip
+    in the same units. The caller clips the result to the bounds (clip_to_bounds).
+    Used for exploration and (with noise_clip) for target policy smoothing, Eq. 15 of Fujimoto et al.
+    2018. Shapes: actions (batch, action_size); action_scale (action_size,)."""
+    noise = torch.randn_like(actions) * std
+    if noise_clip is not None:
+        noise = noise.clamp(-noise_clip, noise_clip)
+    return actions + noise * action_scale
+
+
+def clip_to_bounds(actions, low, high) -> torch.Tensor:
+    """Clip each action dimension to its own [low, high] (tensors (action_size,))."""
+    return torch.max(torch.min(actions, high), low)
+
+
+def clipped_double_q_target(rewards, terminations, next_q1_target, next_q2_target, gamma: float) -> torch.Tensor:
+    """y = r + gamma * (1 - terminated) * min(Q1_target(s', a~), Q2_target(s', a~)) (Eq. 10 and 15 of
+    Fujimoto et al. 2018), a~ the smoothed target action. All tensors (batch,)."""
+    return rewards + gamma * (1.0 - terminations) * torch.min(next_q1_target, next_q2_target)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Polyak averaging: target <- tau * online + (1 - tau) * target."""
+    for target_param, param in zip(target.parameters(), online.parameters()):
+        target_param.lerp_(param, tau)
+
+
+def evaluate(actor: Actor, args: Args, run_dir: str, device: torch.device) -> list:
+    """Deterministic episodes (no exploration noise) in a fresh env seeded apart from training."""
+    env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)()
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + EVAL_SEED_OFFSET + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            with torch.inference_mode():
+                action = actor(torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1))
+            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# ---------------------------------------------------------------------------------------- Train
+def train(args: Args) -> dict:
+    default_budget, default_learning_starts = ENV_DEFAULTS.get(args.env_id, (DEFAULT_BUDGET, DEFAULT_LEARNING_STARTS))
+    total_timesteps = default_budget if args.total_timesteps is None else args.total_timesteps
+    learning_starts = default_learning_starts if args.learning_starts is None else args.learning_starts
+    for name in ("num_envs", "eval_episodes", "buffer_size", "batch_size", "policy_frequency"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if total_timesteps < 0:
+        fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {total_timesteps}")
+    if total_timesteps > 0 and not 0 <= learning_starts < total_timesteps:
+        fail(f"--learning-starts must be in [0, total_timesteps={total_timesteps}); got {learning_starts}")
+    if args.batch_size > args.buffer_size:
+        fail(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
+    if not 0.0 < args.tau <= 1.0 or not 0.0 <= args.gamma <= 1.0:
+        fail(f"--tau must be in (0, 1] and --gamma in [0, 1]; got {args.tau}, {args.gamma}")
+    if min(args.exploration_noise, args.policy_noise, args.noise_clip) < 0.0:
+        fail(f"--exploration-noise, --policy-noise and --noise-clip must be >= 0; got "
+             f"{args.exploration_noise}, {args.policy_noise}, {args.noise_clip}")
+    if args.model_path is not None and not os.path.isfile(args.model_path):
+        fail(f"--model-path {args.model_path} is not a file")
+    try:
+        gym.spec(args.env_id)
+    except gym.error.Error as error:
+        fail(f"unknown --env-id {args.env_id}: {error}")
+    # SAME_STEP: on the step an episode ends, obs is already the reset obs and the true final
+    # observation is in infos["final_obs"] (see GYMNASIUM_1x.md).
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id) for _ in range(args.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(obs_space, gym.spaces.Box) or not isinstance(action_space, gym.spaces.Box):
+        fail(f"td3.py needs Box observations and a continuous (Box) action space; {args.env_id} has {obs_space} "
+             f"observations and {action_space} actions. Try " + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete)
+                                                                else "dqn.py or ppo.py."))
+    if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+        fail(f"td3.py needs finite action bounds to squash into; {args.env_id} has {action_space}. Try reinforce.py.")
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    obs_size, action_size = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
+    actor = Actor(obs_size, action_space, args.hidden_sizes).to(device)
+    actor_target = Actor(obs_size, action_space, args.hidden_sizes).to(device)
+    qf1 = QNetwork(obs_size, action_size, args.hidden_sizes).to(device)
+    qf2 = QNetwork(obs_size, action_size, args.hidden_sizes).to(device)
+    qf1_target = QNetwork(obs_size, action_size, args.hidden_sizes).to(device)
+    qf2_target = QNetwork(obs_size, action_size, args.hidden_sizes).to(device)
+    # fused: one kernel for the whole Adam step (a few % of an update on CPU, free)
+    q_optimizer = torch.optim.Adam([*qf1.parameters(), *qf2.parameters()], lr=args.learning_rate, fused=True)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)
+    if args.model_path is not None:
+        try:
+            checkpoint = torch.load(args.model_path, map_location=device)
+            for name, module in (("actor", actor), ("qf1", qf1), ("qf2", qf2)):
+                module.load_state_dict(checkpoint[name])
+        except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
+            fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
+    actor_target.load_state_dict(actor.state_dict())
+    qf1_target.load_state_dict(qf1.state_dict())
+    qf2_target.load_state_dict(qf2.state_dict())
+    action_low = torch.as_tensor(action_space.low, dtype=torch.float32, device=device)
+    action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=device)
+    # a buffer never needs more rows than the run has steps (Pendulum's 20k rows instead of 1M)
+    rb = ReplayBuffer(min(args.buffer_size, total_timesteps + args.num_envs), obs_size, action_size, device)
+    sample_generator = torch.Generator(device=device).manual_seed(args.seed)  # replay sampling
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb  # imported lazily: it is slow and optional
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                   config=vars(args), dir=run_dir)
+    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    episodes_csv = csv.writer(episodes_file)
+    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+
+    envs.action_space.seed(args.seed)
+    obs, _ = envs.reset(seed=args.seed)  # (num_envs, *obs_shape), numpy
+    episodic_returns = []
+    global_step, updates = 0, 0
+    learning_start_time, learning_start_step = None, 0  # for the SPS of the learning phase alone
+    start_time = last_print = time.time()
+    last_print_step = 0
+    try:
+        while global_step < total_timesteps:
+            # ---- act: uniformly random during warm-up, then the actor plus Gaussian exploration noise
+            if global_step < learning_starts:
+                actions = envs.action_space.sample()  # (num_envs, action_size)
+            else:
+                with torch.inference_mode():
+                    actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(args.num_envs, -1))
+                    actions = clip_to_bounds(add_clipped_noise(actions, actor.action_scale, args.exploration_noise),
+                                             action_low, action_high)
+                actions = actions.cpu().numpy()
+            next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+            global_step += args.num_envs
+
+            # ---- store; on an episode end next_obs is already the reset obs: store the true final one
+            real_next_obs = next_obs.copy()
+            if "_final_obs" in infos:
+                for i in np.flatnonzero(infos["_final_obs"]):
+                    real_next_obs[i] = infos["final_obs"][i]
+            rb.add(obs, real_next_obs, actions, rewards, terminations)
+            obs = next_obs
+
+            if "_episode" in infos:
+                wall_time = time.time() - start_time
+                for i in np.flatnonzero(infos["_episode"]):
+                    episode_return, episode_length = float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])
+                    episodes_csv.writerow([global_step, episode_return, episode_length, f"{wall_time:.3f}"])
+                    episodic_returns.append(episode_return)
+                    if args.track:
+                        wandb.log({"charts/episodic_return": episode_return, "charts/episodic_length": episode_length},
+                                  step=global_step)
+
+            # ---- learn: one gradient step per environment step (whatever num_envs is)
+            if global_step > learning_starts:
+                if learning_start_time is None:
+                    learning_start_time, learning_start_step = time.time(), global_step
+                for _ in range(args.num_envs):
+                    updates += 1
+                    b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, sample_generator)
+                    with torch.no_grad():
+                        # target policy smoothing (Eq. 15): similar actions should have similar values
+                        next_actions = clip_to_bounds(add_clipped_noise(actor_target(b_next_obs), actor.action_scale,
+                                                                        args.policy_noise, args.noise_clip),
+                                                      action_low, action_high)
+                        td_targets = clipped_double_q_target(b_rewards, b_terminations,
+                                                             qf1_target(b_next_obs, next_actions),
+                                                             qf2_target(b_next_obs, next_actions), args.gamma)  # (batch,)
+                    qf1_values, qf2_values = qf1(b_obs, b_actions), qf2(b_obs, b_actions)
+                    qf1_loss, qf2_loss = F.mse_loss(qf1_values, td_targets), F.mse_loss(qf2_values, td_targets)
+                    qf_loss = qf1_loss + qf2_loss
+                    q_optimizer.zero_grad()
+                    qf_loss.backward()
+                    q_optimizer.step()
+
+                    if updates % args.policy_frequency == 0:  # delayed policy and target updates (Sec. 5.2)
+                        # The actor's loss backpropagates through Q1 to the actions only: freezing Q1's
+                        # weights skips their gradients.
+                        qf1.requires_grad_(False)
+                        actor_loss = -qf1(b_obs, actor(b_obs)).mean()  # deterministic policy gradient (Eq. 1)
+                        actor_optimizer.zero_grad()
+                        actor_loss.backward()
+                        actor_optimizer.step()
+                        qf1.requires_grad_(True)
+                        soft_update(actor_target, actor, args.tau)
+                        soft_update(qf1_target, qf1, args.tau)
+                        soft_update(qf2_target, qf2, args.tau)
+
+                    if updates % LOG_EVERY_UPDATES == 0:
+                        losses = {"losses/qf1_loss": qf1_loss.item(), "losses/qf2_loss": qf2_loss.item(),
+                                  "losses/qf1_values": qf1_values.mean().item()}
+                        if updates >= args.policy_frequency:  # the actor has been updated at least once
+                            losses["losses/actor_loss"] = actor_loss.item()
+                        for name, value in losses.items():
+                            if not math.isfinite(value):
+                                fail(f"{name} became {value} at step {global_step}")
+                        if args.track:
+                            wandb.log({**losses, "charts/SPS": global_step / (time.time() - start_time)},
+                                      step=global_step)
+
+            if time.time() - last_print > PROGRESS_SECONDS:
+                # the ETA uses the recent rate: the warm-up steps run many times faster than learning ones
+                recent_sps = (global_step - last_print_step) / (time.time() - last_print)
+                last_print, last_print_step = time.time(), global_step
+                episodes_file.flush()
+                sps = global_step / (last_print - start_time)
+                eta = int(max(total_timesteps - global_step, 0) / max(recent_sps, 1e-9))
+                print(f"step {global_step:,}/{total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
+                      f"{np.mean(episodic_returns[-10:]) if episodic_returns else float('nan'):.1f} | "
+                      f"ETA {eta // 60}:{eta % 60:02d}")
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step:,}: evaluating and saving what was learned")
+    episodes_file.close()
+    envs.close()
+    end_time = time.time()
+    wall_time = end_time - start_time
+    sps = global_step / max(wall_time, 1e-9)
+    # the learning phase alone (after the random warm-up): the figure that the update's cost decides
+    learning_sps = ((global_step - learning_start_step) / max(end_time - learning_start_time, 1e-9)
+                    if learning_start_time is not None else None)
+
+    if args.save_model:
+        model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save({"actor": actor.state_dict(), "actor_target": actor_target.state_dict(), "qf1": qf1.state_dict(),
+                    "qf2": qf2.state_dict(), "qf1_target": qf1_target.state_dict(),
+                    "qf2_target": qf2_target.state_dict(), "q_optimizer": q_optimizer.state_dict(),
+                    "actor_optimizer": actor_optimizer.state_dict(), "args": vars(args), "global_step": global_step},
+                   model_file)
+        print(f"saved the model to {model_file}")
+    eval_returns = evaluate(actor, args, run_dir, device)
+    summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,
+               "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
+               "sps": sps, "learning_sps": learning_sps, "wall_time": wall_time,
+               "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                            "gymnasium": gym.__version__, "numpy": np.__version__}}
+    with open(os.path.join(run_dir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2)
+    if args.track:
+        wandb.log({"charts/SPS": sps, "eval/return_mean": summary["eval_return_mean"],
+                   "eval/return_std": summary["eval_return_std"]}, step=global_step)
+        wandb.finish()
+    print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS"
+          + (f", {learning_sps:,.0f} while learning" if learning_sps is not None else "")
+          + f") | deterministic evaluation {summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} "
+          f"over {args.eval_episodes} episodes")
+    return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
+            "learning_sps": learning_sps, "wall_time": wall_time}
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))
