@@ -194,7 +194,7 @@ def add_exploration_noise(actions, action_scale, std: float) -> torch.Tensor:
 
 def clip_to_bounds(actions, low, high) -> torch.Tensor:
     """Clip each action dimension to its own [low, high] (tensors (action_size,))."""
-    return torch.max(torch.min(actions, high), low)
+    return actions.clamp(low, high)
 
 
 def td_target(rewards, terminations, next_q_target, gamma: float) -> torch.Tensor:

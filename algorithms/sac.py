@@ -229,6 +229,13 @@ def soft_td_target(rewards, terminations, next_q1_target, next_q2_target, next_l
     return rewards + gamma * (1.0 - terminations) * soft_value
 
 
+def temperature_loss(log_alpha, log_probs, target_entropy: float) -> torch.Tensor:
+    """J(alpha) = E[-alpha * (log pi(a|s) + target_entropy)] (Eq. 18 of Haarnoja et al. 2018b): descending it
+    raises alpha while the policy's entropy -log pi is below the target and lowers it above.
+    log_alpha (1,) is the learned parameter; log_probs (batch,) come detached from the actor step."""
+    return (-log_alpha.exp() * (log_probs + target_entropy)).mean()
+
+
 @torch.no_grad()
 def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     """Polyak averaging: target <- tau * online + (1 - tau) * target."""
@@ -410,9 +417,8 @@ def train(args: Args) -> dict:
                             actor_loss.backward()
                             actor_optimizer.step()
                             if args.autotune:
-                                # Eq. 18: raise alpha when the entropy -log pi is below the target, lower it above;
-                                # the log-probs of the actor step are reused (as SB3 does), detached.
-                                alpha_loss = (-log_alpha.exp() * (log_probs.detach() + target_entropy)).mean()
+                                # the log-probs of the actor step are reused (as SB3 does), detached
+                                alpha_loss = temperature_loss(log_alpha, log_probs.detach(), target_entropy)
                                 alpha_optimizer.zero_grad()
                                 alpha_loss.backward()
                                 alpha_optimizer.step()

@@ -201,7 +201,7 @@ def add_clipped_noise(actions, action_scale, std: float, noise_clip: Optional[fl
 
 def clip_to_bounds(actions, low, high) -> torch.Tensor:
     """Clip each action dimension to its own [low, high] (tensors (action_size,))."""
-    return torch.max(torch.min(actions, high), low)
+    return actions.clamp(low, high)
 
 
 def clipped_double_q_target(rewards, terminations, next_q1_target, next_q2_target, gamma: float) -> torch.Tensor:

@@ -8,6 +8,7 @@ is reported and the rest go on.
 
     python benchmarks/run.py --suite benchmarks/suites/full.toml                 # run what is missing, render
     python benchmarks/run.py --suite benchmarks/suites/full.toml --only reinforce --force
+    python benchmarks/run.py --suite benchmarks/suites/full.toml --only sac --seeds 1
     python benchmarks/run.py --suite benchmarks/suites/full.toml --render-only
 
 Where things go, for a suite named S:
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CURVE_POINTS = 100  # points per stored learning curve
 RESULT_COLUMNS = ["job", "script", "env_id", "variant", "seed", "total_timesteps", "global_step",
                   "eval_return_mean", "eval_episodes", "last100_return", "reach_step", "reach_wall_time",
-                  "sps", "wall_time", "cpu", "cores", "python", "torch", "gymnasium", "date", "command"]
+                  "sps", "learning_sps", "wall_time", "cpu", "cores", "python", "torch", "gymnasium", "date", "command"]
 
 
 @dataclass
@@ -57,6 +58,8 @@ class Args:
     """rerun jobs whose results already exist"""
     only: Optional[str] = None
     """run only the jobs whose name contains this text"""
+    seeds: Optional[tuple[int, ...]] = None
+    """run only these seeds of each job (None: every seed the suite asks for; the rest stay to do)"""
     render_only: bool = False
     """run nothing: collect and render what exists"""
     logs_dir: str = "benchmarks/logs"
@@ -147,7 +150,8 @@ def collect(job: Job, seed, run_root: Path) -> Optional[tuple]:
            "total_timesteps": job.total_timesteps, "global_step": summary["global_step"],
            "eval_return_mean": summary["eval_return_mean"], "eval_episodes": len(summary["eval_returns"]),
            "last100_return": returns[-100:].mean() if len(returns) else "", "reach_step": reach_step,
-           "reach_wall_time": reach_wall_time, "sps": summary["sps"], "wall_time": summary["wall_time"],
+           "reach_wall_time": reach_wall_time, "sps": summary["sps"], "learning_sps": summary.get("learning_sps") or "",
+           "wall_time": summary["wall_time"],
            **machine(), "python": versions.get("python", ""), "torch": versions.get("torch", ""),
            "gymnasium": versions.get("gymnasium", ""), "date": date.today().isoformat(),
            "command": shlex.join(job.command(seed))}
@@ -204,7 +208,8 @@ def run_one(job: Job, seed, run_root: Path, label: str) -> tuple:
 def run_suite(args: Args, suite: str, jobs: list, done: set) -> list:
     """Run every (job, seed) not yet done; returns the failures."""
     todo = [(job, seed) for job in jobs for seed in job.seeds
-            if (args.only is None or args.only in job.name) and (args.force or (job.name, str(seed)) not in done)]
+            if (args.only is None or args.only in job.name) and (args.seeds is None or seed in args.seeds)
+            and (args.force or (job.name, str(seed)) not in done)]
     total_steps = sum(job.total_timesteps for job, _ in todo)
     print(f"{suite}: {len(todo)} runs to do ({total_steps:,} environment steps), {args.workers} at a time", flush=True)
     progress = {"finished": 0, "steps": 0, "start": time.time()}
@@ -231,6 +236,13 @@ def run_suite(args: Args, suite: str, jobs: list, done: set) -> list:
 
 
 # ---------------------------------------------------------------------------------------- Render
+def sps_cell(job_rows: list) -> str:
+    """Whole-run SPS, plus the learning-phase SPS for scripts that report one."""
+    learning = [row.get("learning_sps") or "" for row in job_rows]
+    return mean_std([row["sps"] for row in job_rows], 0) + (
+        f"; learning {mean_std(learning, 0)}" if any(value != "" for value in learning) else "")
+
+
 def mean_std(values: list, digits: int = 2) -> str:
     values = [float(value) for value in values if value != ""]
     return f"{np.mean(values):,.{digits}f} ± {np.std(values):,.{digits}f}" if values else "—"
@@ -286,7 +298,9 @@ def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: 
              "one run at a time.", "",
              "**Columns:** *eval* — mean ± std over seeds of each seed's deterministic (greedy) evaluation at the "
              "end of training; *last 100* — mean ± std over seeds of the mean return of the last 100 training "
-             "episodes (exploring policy); *SPS* — environment steps per second over the whole run; *wall* — "
+             "episodes (exploring policy); *SPS* — environment steps per second over the whole run (off-policy "
+             "scripts add, after *learning*, the rate after the random warm-up, when every step pays for a "
+             "gradient update); *wall* — "
              "seconds per run; *reached* — first step (and seconds) at which the last 10 training episodes "
              "average at least the given score. The command runs one seed: replace N by each seed.", ""]
     for env_id in env_ids:
@@ -310,7 +324,7 @@ def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: 
             lines.append(f"| {job.script} | {job.variant or 'defaults'} | {job.total_timesteps:,} | "
                          f"{len(job_rows)}/{len(job.seeds)} | {mean_std([r['eval_return_mean'] for r in job_rows])} | "
                          f"{mean_std([r['last100_return'] for r in job_rows])} | "
-                         f"{mean_std([r['sps'] for r in job_rows], 0)} | {mean_std([r['wall_time'] for r in job_rows], 1)} | "
+                         f"{sps_cell(job_rows)} | {mean_std([r['wall_time'] for r in job_rows], 1)} | "
                          f"{reached} | {reference or '—'} | `{command}` |")
         if env_id in notes:
             lines += ["", notes[env_id].strip()]  # markdown: paragraphs, lists and tables pass through

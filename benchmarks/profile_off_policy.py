@@ -1,0 +1,94 @@
+"""Where sac.py, td3.py or ddpg.py spends its time after the random warm-up: environment, acting,
+storing, sampling, the update (forwards, backward, Adam, target networks), the rest.
+
+Wraps the pieces of the real training loop with timers (no change to the script) and runs it:
+
+    python benchmarks/profile_off_policy.py sac.py --env-id Pendulum-v1
+
+Any argument of the script can follow its name. Timing starts at the first gradient step (the
+warm-up steps take no update and would dilute the figures); the wrappers add about a microsecond
+per call.
+"""
+
+import importlib.util
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+import tyro
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(script: str):
+    spec = importlib.util.spec_from_file_location(script[:-3], ROOT / "algorithms" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("sac.py", "td3.py", "ddpg.py"):
+        raise SystemExit("usage: python benchmarks/profile_off_policy.py {sac.py,td3.py,ddpg.py} [script args]")
+    module = load(sys.argv[1])
+    args = tyro.cli(module.Args, args=sys.argv[2:])
+    totals = defaultdict(float)
+    learning = {"start": None, "steps": 0}
+
+    def timed(name, function):
+        def wrapper(*a, **k):
+            if learning["start"] is None:
+                return function(*a, **k)
+            start = time.perf_counter()
+            try:
+                return function(*a, **k)
+            finally:
+                totals[name() if callable(name) else name] += time.perf_counter() - start
+
+        return wrapper
+
+    def first_sample_starts_the_clock(sample):
+        def wrapper(*a, **k):
+            if learning["start"] is None:
+                learning["start"] = time.perf_counter()
+            return sample(*a, **k)
+
+        return wrapper
+
+    vector_wrapper = gym.wrappers.vector.RecordEpisodeStatistics
+    real_env_step = vector_wrapper.step
+
+    def counted_env_step(self, actions):
+        if learning["start"] is not None:
+            learning["steps"] += len(actions)
+        return real_env_step(self, actions)
+
+    vector_wrapper.step = timed("environment step", counted_env_step)
+    module.ReplayBuffer.add = timed("store transitions (buffer add)", module.ReplayBuffer.add)
+    module.ReplayBuffer.sample = timed("sample a batch", first_sample_starts_the_clock(module.ReplayBuffer.sample))
+    acting = lambda: "acting (actor forward, noise)" if torch.is_inference_mode_enabled() else "update: forwards"
+    module.Actor.forward = timed(acting, module.Actor.forward)
+    critic_class = module.SoftQNetwork if hasattr(module, "SoftQNetwork") else module.QNetwork
+    critic_class.forward = timed("update: forwards", critic_class.forward)
+    torch.Tensor.backward = timed("update: backward", torch.Tensor.backward)
+    torch.optim.Adam.step = timed("update: Adam steps", torch.optim.Adam.step)
+    module.soft_update = timed("update: target networks", module.soft_update)
+    module.evaluate = lambda *a, **k: [0.0]  # profile training only
+
+    result = module.train(args)
+    wall = time.perf_counter() - learning["start"]
+    # the end of train() (summary, files) is outside the loop: subtract nothing, it is milliseconds
+    steps = learning["steps"]
+    print(f"\n{sys.argv[1]}: {steps:,} learning-phase steps in {wall:.1f} s = {steps / wall:,.0f} SPS "
+          f"({1e6 * wall / steps:,.0f} µs per environment step; whole run {result['sps']:,.0f} SPS)")
+    print(f"{'part':<36}{'seconds':>9}{'share':>8}{'µs/step':>9}")
+    rest = ("the rest (loss arithmetic, loop, logging)", wall - sum(totals.values()))
+    for name, seconds in sorted(totals.items(), key=lambda item: -item[1]) + [rest]:
+        print(f"{name:<36}{seconds:>9.2f}{seconds / wall:>8.1%}{1e6 * seconds / steps:>9.0f}")
+
+
+if __name__ == "__main__":
+    main()
