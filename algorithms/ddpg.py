@@ -11,7 +11,7 @@ Spaces: Box observations, Box actions with finite bounds. Defaults equal CleanRL
 ddpg_continuous_action.py, which updates the actor and the targets every second critic update
 (--policy-frequency 2); the paper updates them every step (--policy-frequency 1). With no
 --total-timesteps / --learning-starts the values come from ENV_DEFAULTS (Pendulum-v1: 20k steps with
-5k warm-up, a few minutes here) and are 1M / 25k, CleanRL's MuJoCo setting, for any other env.
+5k warm-up, about 45 s here) and are 1M / 25k, CleanRL's MuJoCo setting, for any other env.
 The buffer stores the true final observation of a truncated episode and `terminated` (never `done`).
 
     python algorithms/ddpg.py --env-id Pendulum-v1                 # solves in 20k steps
@@ -44,7 +44,7 @@ PROGRESS_SECONDS = 5.0  # at most one console progress line this often
 LOG_EVERY_UPDATES = 100  # losses go to W&B (and are checked for NaN) every this many updates
 # (total_timesteps, learning_starts) when not given: small envs get what solves them, the rest the
 # published 1M-step MuJoCo budget with 25k random warm-up steps.
-ENV_DEFAULTS = {"Pendulum-v1": (20_000, 5_000), "InvertedPendulum-v5": (20_000, 5_000)}
+ENV_DEFAULTS = {"Pendulum-v1": (20_000, 5_000)}
 DEFAULT_BUDGET, DEFAULT_LEARNING_STARTS = 1_000_000, 25_000
 
 
@@ -74,7 +74,7 @@ class Args:
     env_id: str = "Hopper-v5"
     """the Gymnasium environment id (Box observations, Box actions)"""
     total_timesteps: Optional[int] = None
-    """environment steps of training; None: 20k for Pendulum-v1 and InvertedPendulum-v5, 1M for any other env"""
+    """environment steps of training; None: 20k for Pendulum-v1, 1M for any other env"""
     num_envs: int = 1
     """parallel environments (one gradient step per environment step either way)"""
     learning_rate: float = 3e-4
@@ -89,7 +89,7 @@ class Args:
     """transitions per gradient step"""
     learning_starts: Optional[int] = None
     """environment steps of uniformly random actions before the first gradient step; None: 5k for
-    Pendulum-v1 and InvertedPendulum-v5, 25k for any other env"""
+    Pendulum-v1, 25k for any other env"""
     exploration_noise: float = 0.1
     """std of the Gaussian exploration noise, as a fraction of the action range's half-width"""
     policy_frequency: int = 2

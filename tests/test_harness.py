@@ -169,8 +169,14 @@ def test_save_then_load_evaluates_to_the_same_returns(script, tmp_path):
     trained = read_summary(run_dir)
     reload_dir = tmp_path / "reload"
     reload_dir.mkdir()
-    evaluated_dir = run_ok(script, ["--model-path", str(models[0]), "--total-timesteps", "0", "--capture-video",
-                                    "--eval-episodes", str(trained["args"]["eval_episodes"])], reload_dir)
+    # the training flags again (the env and network shape), without the budget: evaluate only
+    training_flags = tiny_args(script)
+    for flag in ("--total-timesteps", "--eval-episodes"):
+        if flag in training_flags:
+            del training_flags[training_flags.index(flag):training_flags.index(flag) + 2]
+    evaluated_dir = run_ok(script, training_flags + ["--model-path", str(models[0]), "--total-timesteps", "0",
+                                                     "--capture-video", "--eval-episodes",
+                                                     str(trained["args"]["eval_episodes"])], reload_dir)
     evaluated = read_summary(evaluated_dir)
     assert evaluated["global_step"] == 0
     assert evaluated["eval_returns"] == trained["eval_returns"]
