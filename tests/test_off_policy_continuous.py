@@ -215,13 +215,14 @@ def test_default_budgets_depend_on_the_env_and_help_names_them(script, in_tmp, c
 
 # ---------------------------------------------------------------------------------------- learning
 @pytest.mark.learning
-@pytest.mark.parametrize("script, total_timesteps", [("sac.py", 8_000), ("td3.py", 10_000), ("ddpg.py", 10_000)])
+@pytest.mark.parametrize("script, total_timesteps", [("sac.py", 8_000), ("td3.py", 15_000), ("ddpg.py", 15_000)])
 def test_solves_pendulum(in_tmp, script, total_timesteps):
     """The defaults (256-256 networks, batch 256, CleanRL's learning rates and delays) with a 1k-step
     random warm-up instead of 5k and a shorter budget. A random policy scores about −1,200 and a
     policy that cannot swing up about −900; −250 needs a swing-up from every start. Measured on this
     machine kind, deterministic evaluation over 10 episodes, seeds 1 / 2 / 3: SAC (8k steps) −200 /
-    SEE_SAC, TD3 (10k) −212 / SEE_TD3, DDPG (10k) −210 / SEE_DDPG; 35–55 s each."""
+    −199 / −186; TD3 (15k) −210 / −196 / −197; DDPG (15k) −195 / −208 / −185; 40–60 s each.
+    (At 10k steps TD3 and DDPG pass on seed 1 only: −212 / −697 / −598 and −210 / −295 / −197.)"""
     module = MODULES[script]
     result = module.train(module.Args(env_id="Pendulum-v1", seed=1, total_timesteps=total_timesteps,
                                       learning_starts=1_000))
