@@ -222,7 +222,7 @@ def test_solves_pendulum(in_tmp, script, total_timesteps):
     policy that cannot swing up about −900; −250 needs a swing-up from every start. Measured on this
     machine kind, deterministic evaluation over 10 episodes, seeds 1 / 2 / 3: SAC (8k steps) −200 /
     −199 / −186; TD3 (15k) −210 / −196 / −197; DDPG (15k) −195 / −208 / −185; 40–60 s each.
-    (At 10k steps TD3 and DDPG pass on seed 1 only: −212 / −697 / −598 and −210 / −295 / −197.)"""
+    (At 10k steps TD3 passes on seed 1 only, −212 / −697 / −598, and DDPG on seeds 1 and 3, −210 / −295 / −197.)"""
     module = MODULES[script]
     result = module.train(module.Args(env_id="Pendulum-v1", seed=1, total_timesteps=total_timesteps,
                                       learning_starts=1_000))
