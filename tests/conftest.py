@@ -10,6 +10,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import tyro
 
 ROOT = Path(__file__).resolve().parent.parent
 ALGORITHMS = ROOT / "algorithms"
@@ -51,6 +52,18 @@ def run_ok(script: str, args: list, cwd: Path, **kwargs) -> Path:
     assert result.returncode == 0, f"{script} {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     run_dirs = sorted((cwd / "runs").iterdir(), key=lambda path: path.stat().st_mtime)
     return run_dirs[-1]
+
+
+def run_in_process(script: str, args: list, capsys) -> tuple:
+    """Parse args with the script's own tyro CLI and train in this process: (exit status, stderr).
+    For checks that end before any training; it saves a Python start and a torch import per case."""
+    module = load_module(script)
+    try:
+        module.train(tyro.cli(module.Args, args=args))
+        status = 0
+    except SystemExit as exit_info:
+        status = exit_info.code
+    return status, capsys.readouterr().err
 
 
 def read_summary(run_dir: Path) -> dict:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ALGORITHMS, SCRIPTS, load_module, read_summary, run_ok, run_script, tiny_args
+from conftest import ALGORITHMS, SCRIPTS, load_module, read_summary, run_in_process, run_ok, run_script, tiny_args
 
 SUMMARY_KEYS = {"args", "global_step", "eval_returns", "eval_return_mean", "eval_return_std", "sps", "wall_time",
                 "versions"}
@@ -98,19 +98,20 @@ def test_smoke_run_with_every_boolean_flag_flipped(script, tmp_path):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_wrong_space_exits_2_with_one_line(script, tmp_path):
+def test_wrong_space_exits_2_with_one_line(script, in_tmp, capsys):
     """Every probe env either runs (rc 0) or is refused before any work with one line naming the
     env, what the script needs, and which script to try instead."""
     refused = 0
     for env_id in PROBE_ENVS:
-        result = run_script(script, ["--env-id", env_id, "--total-timesteps", "0", "--eval-episodes", "1"], tmp_path)
-        if result.returncode == 2:
+        status, stderr = run_in_process(script, ["--env-id", env_id, "--total-timesteps", "0", "--eval-episodes", "1"],
+                                        capsys)
+        if status == 2:
             refused += 1
-            lines = result.stderr.strip().splitlines()
-            assert len(lines) == 1, result.stderr
+            lines = stderr.strip().splitlines()
+            assert len(lines) == 1, stderr
             assert env_id in lines[0] and "needs" in lines[0] and "Try" in lines[0], lines[0]
         else:
-            assert result.returncode == 0, result.stderr[-2000:]
+            assert status == 0, stderr[-2000:]
     assert 0 < refused < len(PROBE_ENVS)
 
 
@@ -121,18 +122,17 @@ def test_wrong_space_exits_2_with_one_line(script, tmp_path):
     (["--eval-episodes", "0"], "--eval-episodes"),
     (["--model-path", "no/such/model"], "--model-path"),
 ])
-def test_bad_input_exits_2_without_traceback(script, bad_args, named, tmp_path):
-    result = run_script(script, bad_args, tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and named in result.stderr, result.stderr
-    assert not (tmp_path / "runs").exists(), "bad input must be refused before any work"
+def test_bad_input_exits_2_without_traceback(script, bad_args, named, in_tmp, capsys):
+    status, stderr = run_in_process(script, bad_args, capsys)
+    assert status == 2 and named in stderr, stderr
+    assert not (in_tmp / "runs").exists(), "bad input must be refused before any work"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_a_file_that_is_not_a_model_exits_2(script, tmp_path):
-    (tmp_path / "notes.txt").write_text("not a model")
-    result = run_script(script, ["--model-path", "notes.txt", "--total-timesteps", "0"], tmp_path)
-    assert result.returncode == 2 and "Traceback" not in result.stderr and "--model-path" in result.stderr, result.stderr
+def test_a_file_that_is_not_a_model_exits_2(script, in_tmp, capsys):
+    (in_tmp / "notes.txt").write_text("not a model")
+    status, stderr = run_in_process(script, ["--model-path", "notes.txt", "--total-timesteps", "0"], capsys)
+    assert status == 2 and "--model-path" in stderr, stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
