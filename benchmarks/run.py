@@ -76,8 +76,8 @@ class Args:
 class Job:
     script: str
     env_id: str
-    total_timesteps: int
     seeds: list
+    total_timesteps: Optional[int] = None  # None: a script that plans without env steps (value_iteration.py)
     variant: str = ""
     args: list = field(default_factory=list)
     reach: Optional[float] = None
@@ -92,8 +92,8 @@ class Job:
         return "__".join(part for part in (self.script[:-3], self.env_id, variant) if part)
 
     def command(self, seed) -> list:
-        return ["python", f"algorithms/{self.script}", "--env-id", self.env_id,
-                "--total-timesteps", str(self.total_timesteps), *self.args, "--seed", str(seed)]
+        budget = [] if self.total_timesteps is None else ["--total-timesteps", str(self.total_timesteps)]
+        return ["python", f"algorithms/{self.script}", "--env-id", self.env_id, *budget, *self.args, "--seed", str(seed)]
 
 
 def load_suite(path: str) -> tuple:
@@ -104,7 +104,7 @@ def load_suite(path: str) -> tuple:
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
         raise SystemExit(f"{path}: jobs need distinct script/env_id/variant: {sorted(duplicates)}")
-    return Path(path).stem, jobs, suite.get("notes", {})
+    return Path(path).stem, jobs, suite.get("notes", {}), suite.get("appendix", [])
 
 
 # ---------------------------------------------------------------------------------------- Collect
@@ -139,15 +139,14 @@ def collect(job: Job, seed, run_root: Path) -> Optional[tuple]:
     if not summaries:
         return None
     summary = json.loads(summaries[-1].read_text())
-    with open(summaries[-1].parent / "episodes.csv") as file:
-        episodes = list(csv.DictReader(file))
+    episodes = read_csv(summaries[-1].parent / "episodes.csv")  # none for planning scripts
     steps = np.array([float(row["global_step"]) for row in episodes])
     returns = np.array([float(row["episode_return"]) for row in episodes])
     wall_times = np.array([float(row["wall_time"]) for row in episodes])
     reach_step, reach_wall_time = first_reach(steps, returns, wall_times, job.reach) if job.reach is not None else ("", "")
     versions = summary["versions"]
     row = {"job": job.name, "script": job.script, "env_id": job.env_id, "variant": job.variant, "seed": seed,
-           "total_timesteps": job.total_timesteps, "global_step": summary["global_step"],
+           "total_timesteps": job.total_timesteps or "", "global_step": summary["global_step"],
            "eval_return_mean": summary["eval_return_mean"], "eval_episodes": len(summary["eval_returns"]),
            "last100_return": returns[-100:].mean() if len(returns) else "", "reach_step": reach_step,
            "reach_wall_time": reach_wall_time, "sps": summary["sps"], "learning_sps": summary.get("learning_sps") or "",
@@ -210,7 +209,7 @@ def run_suite(args: Args, suite: str, jobs: list, done: set) -> list:
     todo = [(job, seed) for job in jobs for seed in job.seeds
             if (args.only is None or args.only in job.name) and (args.seeds is None or seed in args.seeds)
             and (args.force or (job.name, str(seed)) not in done)]
-    total_steps = sum(job.total_timesteps for job, _ in todo)
+    total_steps = sum(job.total_timesteps or 0 for job, _ in todo)
     print(f"{suite}: {len(todo)} runs to do ({total_steps:,} environment steps), {args.workers} at a time", flush=True)
     progress = {"finished": 0, "steps": 0, "start": time.time()}
     failures = []
@@ -222,9 +221,9 @@ def run_suite(args: Args, suite: str, jobs: list, done: set) -> list:
         ok, message = run_one(job, seed, Path(args.logs_dir) / suite / job.name / f"seed{seed}", label)
         with lock:
             progress["finished"] += 1
-            progress["steps"] += job.total_timesteps
+            progress["steps"] += job.total_timesteps or 0
             elapsed = time.time() - progress["start"]
-            eta = elapsed / progress["steps"] * (total_steps - progress["steps"])
+            eta = elapsed / max(progress["steps"], 1) * (total_steps - progress["steps"])
             print(f"[{progress['finished']}/{len(todo)}] {label}: {message} | elapsed {elapsed / 60:.1f} min, "
                   f"ETA {eta / 60:.1f} min", flush=True)
             if not ok:
@@ -282,7 +281,7 @@ def plot_env(env_id: str, jobs: list, curves: list, path: Path) -> bool:
     return drawn
 
 
-def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: list) -> str:
+def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: list, appendix: list) -> str:
     markdown_dir = Path(args.markdown).resolve().parent
     env_ids = list(dict.fromkeys(job.env_id for job in jobs))
     def values_of(column: str) -> str:
@@ -321,7 +320,8 @@ def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: 
                     f"{mean_std([r['reach_wall_time'] for r in hits], 1)} s" if hits else ""))
             reference = job.reference + (f" ({job.reference_source})" if job.reference_source else "")
             command = shlex.join(job.command("N"))
-            lines.append(f"| {job.script} | {job.variant or 'defaults'} | {job.total_timesteps:,} | "
+            steps = "planning" if job.total_timesteps is None else f"{job.total_timesteps:,}"
+            lines.append(f"| {job.script} | {job.variant or 'defaults'} | {steps} | "
                          f"{len(job_rows)}/{len(job.seeds)} | {mean_std([r['eval_return_mean'] for r in job_rows])} | "
                          f"{mean_std([r['last100_return'] for r in job_rows])} | "
                          f"{sps_cell(job_rows)} | {mean_std([r['wall_time'] for r in job_rows], 1)} | "
@@ -329,13 +329,20 @@ def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: 
         if env_id in notes:
             lines += ["", notes[env_id].strip()]  # markdown: paragraphs, lists and tables pass through
         lines.append("")
+    # Figures that need many runs of a script (averages over runs, policy tables) are made by their own
+    # scripts (benchmarks/textbook/*.py), each writing a markdown fragment that is included here.
+    for section in appendix:
+        lines += [f"## {section['title']}", "", section.get("intro", "").strip(), ""]
+        for fragment in section["fragments"]:
+            path = ROOT / fragment
+            lines += [path.read_text().strip() if path.exists() else f"*{fragment} has not been produced yet.*", ""]
     return "\n".join(lines)
 
 
 def main(args: Args) -> int:
     if args.workers < 1:
         raise SystemExit(f"--workers must be >= 1; got {args.workers}")
-    suite, jobs, notes = load_suite(args.suite)
+    suite, jobs, notes, appendix = load_suite(args.suite)
     results_path = Path(args.results_dir) / f"{suite}.csv"
     curves_path = Path(args.results_dir) / f"{suite}_curves.csv"
     rows = {(row["job"], row["seed"]): row for row in read_csv(results_path)}
@@ -355,7 +362,7 @@ def main(args: Args) -> int:
     write_csv(results_path, result_rows, RESULT_COLUMNS)
     write_csv(curves_path, [p for p in curves if p["job"] in known], ["job", "seed", "step", "return"])
     if args.markdown:
-        Path(args.markdown).write_text(render(args, suite, jobs, notes, result_rows, curves))
+        Path(args.markdown).write_text(render(args, suite, jobs, notes, result_rows, curves, appendix))
         print(f"rendered {args.markdown} from {len(result_rows)} runs")
     for failure in failures:
         print(f"failed: {failure}")

@@ -12,23 +12,71 @@ from conftest import ALGORITHMS, SCRIPTS, load_module, read_summary, run_in_proc
 
 SUMMARY_KEYS = {"args", "global_step", "eval_returns", "eval_return_mean", "eval_return_std", "sps", "wall_time",
                 "versions"}
+# Scripts without episodes or evaluation (bandits.py) still write these.
+BASE_SUMMARY_KEYS = {"args", "wall_time", "versions"}
 # One env of each kind of space pair: Discrete/Discrete, Box/Discrete, Box/Box.
 PROBE_ENVS = ["FrozenLake-v1", "CartPole-v1", "Pendulum-v1"]
+# The field that sets how much a script trains; 0 means "only evaluate (a loaded model)".
+# Dynamic programming takes no environment steps to learn, so its budget is sweeps or iterations.
+BUDGET_FIELDS = ("total_timesteps", "max_iterations")
 
 
 def args_fields(script: str) -> list:
     return dataclasses.fields(load_module(script).Args)
 
 
+def has_field(script: str, name: str) -> bool:
+    return any(field.name == name for field in args_fields(script))
+
+
+def require(script: str, *names: str) -> None:
+    """The shared checks apply where a script has the Args field they exercise (CONVENTIONS.md §2:
+    "the same names where they apply"); elsewhere the check is skipped, saying why."""
+    missing = [name for name in names if not has_field(script, name)]
+    if missing:
+        pytest.skip(f"{script} has no {', '.join(cli_flag(name) for name in missing)}")
+
+
+def budget_flag(script: str):
+    return next((cli_flag(name) for name in BUDGET_FIELDS if has_field(script, name)), None)
+
+
 def cli_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def read_episodes(run_dir) -> list:
-    """episodes.csv rows without the wall_time column (the only one allowed to differ between runs)."""
-    lines = (run_dir / "episodes.csv").read_text().splitlines()
-    assert lines[0] == "global_step,episode_return,episode_length,wall_time"
-    return [line.rsplit(",", 1)[0] for line in lines]
+def flipped_flags(script: str) -> list:
+    """Every boolean flag of the script, set the other way from its default."""
+    return [("--no-" if field.default else "--") + field.name.replace("_", "-")
+            for field in args_fields(script) if field.type in (bool, "bool")]
+
+
+def read_log(run_dir) -> list:
+    """The rows of the run's one CSV log (episodes.csv, or iterations/curves for scripts without
+    episodes) without the wall_time column, the only one allowed to differ between runs."""
+    logs = list(run_dir.glob("*.csv"))
+    assert len(logs) == 1, f"expected one CSV log in the run directory, found {[path.name for path in logs]}"
+    rows = [line.split(",") for line in logs[0].read_text().splitlines()]
+    if logs[0].name == "episodes.csv":
+        assert rows[0] == ["global_step", "episode_return", "episode_length", "wall_time"]
+    keep = [index for index, name in enumerate(rows[0]) if name != "wall_time"]
+    return [[row[index] for index in keep] for row in rows]
+
+
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory):
+    """Runs several checks read, made once per script: "tiny" (the tiny arguments, seed 1) and
+    "flipped" (also every boolean flag flipped: --track, --save-model, --capture-video, ...)."""
+    made = {}
+
+    def get(script: str, kind: str):
+        if (script, kind) not in made:
+            cwd = tmp_path_factory.mktemp(f"{script[:-3]}-{kind}")
+            extra = flipped_flags(script) if kind == "flipped" else []
+            made[script, kind] = run_ok(script, tiny_args(script) + extra + ["--seed", "1"], cwd)
+        return made[script, kind]
+
+    return get
 
 
 def test_scripts_are_discovered():
@@ -77,34 +125,35 @@ def test_import_has_no_side_effects(script, tmp_path):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_smoke_run_writes_the_run_directory(script, tmp_path):
-    run_dir = run_ok(script, tiny_args(script), tmp_path)
+def test_smoke_run_writes_the_run_directory(script, shared_run):
+    run_dir = shared_run(script, "tiny")
     assert run_dir.name.split("__")[1] == script[:-3]
     summary = read_summary(run_dir)
-    assert SUMMARY_KEYS <= set(summary)
-    assert summary["global_step"] > 0 and len(summary["eval_returns"]) == summary["args"]["eval_episodes"]
-    assert len(read_episodes(run_dir)) > 1, "no training episode finished"
+    if has_field(script, "eval_episodes"):
+        assert SUMMARY_KEYS <= set(summary)
+        assert len(summary["eval_returns"]) == summary["args"]["eval_episodes"]
+    else:
+        assert BASE_SUMMARY_KEYS <= set(summary)
+    if has_field(script, "total_timesteps"):
+        assert summary["global_step"] > 0
+    assert len(read_log(run_dir)) > 1, "the log has no row: no training episode (or iteration) finished"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_smoke_run_with_every_boolean_flag_flipped(script, tmp_path):
-    flipped = []
-    for field in args_fields(script):
-        if field.type in (bool, "bool"):
-            flipped.append(("--no-" if field.default else "--") + field.name.replace("_", "-"))
-    assert flipped, "no boolean flags found"
-    run_dir = run_ok(script, tiny_args(script) + flipped, tmp_path)
-    assert (run_dir / "summary.json").exists()
+def test_smoke_run_with_every_boolean_flag_flipped(script, shared_run):
+    assert flipped_flags(script), "no boolean flags found"
+    assert (shared_run(script, "flipped") / "summary.json").exists()
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_wrong_space_exits_2_with_one_line(script, in_tmp, capsys):
     """Every probe env either runs (rc 0) or is refused before any work with one line naming the
     env, what the script needs, and which script to try instead."""
+    require(script, "env_id")
+    evaluate_only = [budget_flag(script), "0"] + (["--eval-episodes", "1"] if has_field(script, "eval_episodes") else [])
     refused = 0
     for env_id in PROBE_ENVS:
-        status, stderr = run_in_process(script, ["--env-id", env_id, "--total-timesteps", "0", "--eval-episodes", "1"],
-                                        capsys)
+        status, stderr = run_in_process(script, ["--env-id", env_id, *evaluate_only], capsys)
         if status == 2:
             refused += 1
             lines = stderr.strip().splitlines()
@@ -116,68 +165,91 @@ def test_wrong_space_exits_2_with_one_line(script, in_tmp, capsys):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-@pytest.mark.parametrize("bad_args, named", [
-    (["--env-id", "CartPol-v1"], "Did you mean"),
-    (["--total-timesteps", "-5"], "--total-timesteps"),
-    (["--eval-episodes", "0"], "--eval-episodes"),
-    (["--model-path", "no/such/model"], "--model-path"),
+@pytest.mark.parametrize("field, value, named", [
+    ("env_id", "CartPol-v1", "Did you mean"),
+    ("budget", "-5", "budget"),
+    ("eval_episodes", "0", "--eval-episodes"),
+    ("model_path", "no/such/model", "--model-path"),
 ])
-def test_bad_input_exits_2_without_traceback(script, bad_args, named, in_tmp, capsys):
-    status, stderr = run_in_process(script, bad_args, capsys)
+def test_bad_input_exits_2_without_traceback(script, field, value, named, in_tmp, capsys):
+    if field == "budget":
+        flag = named = budget_flag(script)
+        if flag is None:
+            pytest.skip(f"{script} has no budget field ({', '.join(BUDGET_FIELDS)})")
+    else:
+        require(script, field)
+        flag = cli_flag(field)
+    status, stderr = run_in_process(script, [flag, value], capsys)
     assert status == 2 and named in stderr, stderr
     assert not (in_tmp / "runs").exists(), "bad input must be refused before any work"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_file_that_is_not_a_model_exits_2(script, in_tmp, capsys):
+    require(script, "model_path")
     (in_tmp / "notes.txt").write_text("not a model")
-    status, stderr = run_in_process(script, ["--model-path", "notes.txt", "--total-timesteps", "0"], capsys)
+    status, stderr = run_in_process(script, ["--model-path", "notes.txt", budget_flag(script), "0"], capsys)
     assert status == 2 and "--model-path" in stderr, stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_tyro_rejects_malformed_values(script, tmp_path):
-    result = run_script(script, ["--total-timesteps", "many"], tmp_path)
+    result = run_script(script, ["--seed", "many"], tmp_path)
     assert result.returncode == 2
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_same_seed_same_episodes_other_seed_different(script, tmp_path):
-    episodes = {}
-    for name, seed in (("first", "1"), ("second", "1"), ("other_seed", "2")):
+def test_same_seed_same_episodes_other_seed_different(script, shared_run, tmp_path):
+    """Against the tiny seed-1 run: a second seed-1 run in a fresh process, and a seed-2 run. A run's
+    outcome is its log and its evaluation returns (planning is deterministic: there the seed only
+    moves the evaluation episodes)."""
+    def outcome(run_dir):
+        return read_log(run_dir), read_summary(run_dir).get("eval_returns")
+
+    outcomes = {"first": outcome(shared_run(script, "tiny"))}
+    for name, seed in (("second", "1"), ("other_seed", "2")):
         (tmp_path / name).mkdir()
-        episodes[name] = read_episodes(run_ok(script, tiny_args(script) + ["--seed", seed], tmp_path / name))
-    assert episodes["first"] == episodes["second"]
-    assert episodes["other_seed"] != episodes["first"], "the seed changes nothing: is it used?"
+        outcomes[name] = outcome(run_ok(script, tiny_args(script) + ["--seed", seed], tmp_path / name))
+    assert outcomes["first"] == outcomes["second"]
+    assert outcomes["other_seed"] != outcomes["first"], "the seed changes nothing: is it used?"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_track_offline_creates_a_wandb_run_with_the_figures(script, tmp_path):
-    run_dir = run_ok(script, tiny_args(script) + ["--track"], tmp_path)
+def test_track_offline_creates_a_wandb_run_with_the_figures(script, shared_run):
+    require(script, "track")
+    run_dir = shared_run(script, "flipped")
     records = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(records) == 1, "no offline W&B run in the run directory"
     content = records[0].read_bytes()
-    for key in (b"charts/episodic_return", b"charts/SPS", b"eval/return_mean", run_dir.name.encode()):
+    keys = [b"charts/", run_dir.name.encode()]
+    if (run_dir / "episodes.csv").exists():
+        keys += [b"charts/episodic_return", b"charts/SPS"]
+    if has_field(script, "eval_episodes"):
+        keys.append(b"eval/return_mean")
+    for key in keys:
         assert key in content, f"{key!r} was not logged to W&B"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_save_then_load_evaluates_to_the_same_returns(script, tmp_path):
-    run_dir = run_ok(script, tiny_args(script) + ["--save-model"], tmp_path)
+def test_save_then_load_evaluates_to_the_same_returns(script, shared_run, tmp_path):
+    """The flipped run saved its model; evaluating the saved model alone (budget 0) in a fresh
+    process, with the same training flags, gives the same evaluation returns."""
+    require(script, "save_model", "model_path")
+    run_dir = shared_run(script, "flipped")
     models = [path for path in run_dir.iterdir() if path.suffix in (".pt", ".npy")]
     assert len(models) == 1, "--save-model wrote no model"
     trained = read_summary(run_dir)
-    reload_dir = tmp_path / "reload"
-    reload_dir.mkdir()
-    # the training flags again (the env and network shape), without the budget: evaluate only
+    # the training flags again (the env, network shape and flipped options), without the budget
     training_flags = tiny_args(script)
-    for flag in ("--total-timesteps", "--eval-episodes"):
+    for flag in (budget_flag(script), "--eval-episodes"):
         if flag in training_flags:
             del training_flags[training_flags.index(flag):training_flags.index(flag) + 2]
-    evaluated_dir = run_ok(script, training_flags + ["--model-path", str(models[0]), "--total-timesteps", "0",
-                                                     "--capture-video", "--eval-episodes",
-                                                     str(trained["args"]["eval_episodes"])], reload_dir)
+    options = [flag for flag in flipped_flags(script) if flag not in ("--track", "--save-model")]
+    evaluated_dir = run_ok(script, training_flags + options + [
+        "--model-path", str(models[0]), budget_flag(script), "0",
+        "--eval-episodes", str(trained["args"]["eval_episodes"])], tmp_path)
     evaluated = read_summary(evaluated_dir)
     assert evaluated["global_step"] == 0
     assert evaluated["eval_returns"] == trained["eval_returns"]
-    assert list((evaluated_dir / "videos").glob("*.mp4")), "--capture-video recorded nothing"
+    if "--capture-video" in options:
+        assert list((evaluated_dir / "videos").glob("*.mp4")), "--capture-video recorded nothing"
