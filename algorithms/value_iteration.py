@@ -1,0 +1,241 @@
+"""Value iteration (Bellman 1957; Sutton & Barto 2018, Section 4.4, Eq. 4.10).
+
+Exact dynamic programming on a known model: sweep v_{k+1}(s) = max_a sum_{s',r} p(s',r|s,a) [r + gamma v_k(s')]
+over all states at once until the largest change of a sweep is below theta, then act greedily in v*.
+No env step is taken to learn: the env supplies its model `env.unwrapped.P[s][a] = [(prob, next_state,
+reward, terminated), ...]` and runs the evaluation episodes. Book: http://incompleteideas.net/book/the-book-2nd.html.
+
+Spaces: Discrete observations and actions plus a transition model P (FrozenLake-v1, Taxi-v4, CliffWalking-v1).
+A transition flagged terminated contributes only its reward, so V of a terminal state is never read:
+FrozenLake's holes and goal loop to themselves with such a zero-reward transition and get V = 0 (the book's
+convention); CliffWalking's goal and Taxi's delivered states keep the value of moves P lists but the env
+never takes. V is the discounted infinite-horizon value; evaluation episodes still end at the time limit.
+
+    python algorithms/value_iteration.py                                  # slippery FrozenLake 4x4
+    python algorithms/value_iteration.py --env-id Taxi-v4 --save-model
+    python algorithms/value_iteration.py --model-path runs/.../value_iteration.npy --max-iterations 0 --capture-video
+The last line evaluates a saved model's greedy policy without planning (and records the evaluation episodes).
+"""
+
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import gymnasium as gym
+import numpy as np
+import tyro
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes use the seeds q_learning.py evaluates on
+FALLBACK_TIME_LIMIT = 500  # for envs registered without a time limit (CliffWalking-v1)
+PROGRESS_SECONDS = 5.0  # at most one console progress line this often
+
+
+# ---------------------------------------------------------------------------------------- Args
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of the evaluation episodes (planning itself is deterministic)"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "lucidrl"
+    """the W&B project"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    capture_video: bool = False
+    """record the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save [V; greedy policy], shape (2, n_states), to runs/{run_name}/{exp_name}.npy"""
+    model_path: Optional[str] = None
+    """load a saved model (.npy) and start from its V; with --max-iterations 0 this only evaluates it"""
+    env_id: str = "FrozenLake-v1"
+    """the Gymnasium environment id (Discrete observations and actions, and a model env.unwrapped.P)"""
+    env_kwargs: str = "{}"
+    """JSON keyword arguments for gym.make, e.g. '{"map_name": "8x8"}'"""
+    max_episode_steps: Optional[int] = None
+    """evaluation episode time limit; None keeps the registered one (or 500 when the env has none)"""
+    max_iterations: int = 10_000
+    """the most sweeps of Eq. 4.10 (0 plans nothing: evaluates the loaded model only)"""
+    theta: float = 1e-10
+    """stop when the largest change of V in a sweep is below theta"""
+    gamma: float = 0.99
+    """the discount factor"""
+    eval_episodes: int = 10
+    """greedy evaluation episodes at the end"""
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------- Env
+def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+        spec = gym.spec(args.env_id)
+    except json.JSONDecodeError as error:
+        fail(f"--env-kwargs must be a JSON object ({error}); got {args.env_kwargs!r}")
+    except gym.error.Error as error:
+        fail(f"unknown --env-id {args.env_id}: {error}")
+    time_limit = args.max_episode_steps or spec.max_episode_steps or FALLBACK_TIME_LIMIT
+    return gym.make(args.env_id, render_mode=render_mode, max_episode_steps=time_limit, **env_kwargs)
+
+
+# ---------------------------------------------------------------------------------------- Model
+class Model(NamedTuple):
+    """env.unwrapped.P as arrays, each (n_states, n_actions, k): k is the most outcomes of any (s, a),
+    and the others are padded with outcomes of probability 0."""
+    probs: np.ndarray
+    next_states: np.ndarray
+    rewards: np.ndarray
+    not_done: np.ndarray  # 0.0 where the transition terminates: it contributes its reward only
+
+
+def tabulate_model(transitions: dict, n_states: int, n_actions: int) -> Model:
+    k = max(len(transitions[s][a]) for s, a in np.ndindex(n_states, n_actions))
+    table = np.zeros((4, n_states, n_actions, k))  # prob, next_state, reward, terminated
+    for s, a in np.ndindex(n_states, n_actions):
+        for i, outcome in enumerate(transitions[s][a]):
+            table[:, s, a, i] = outcome
+    return Model(table[0], table[1].astype(np.int64), table[2], 1.0 - table[3])
+
+
+def load_model(path: str, n_states: int, n_actions: int) -> tuple:
+    """A saved (2, n_states) array: row 0 is V, row 1 the policy (action indices)."""
+    try:
+        saved = np.load(path)
+    except (ValueError, OSError) as error:
+        fail(f"--model-path {path} is not a saved model (.npy): {error}")
+    if saved.shape != (2, n_states) or saved.dtype.kind != "f" or not np.isfinite(saved).all() \
+            or not np.isin(saved[1], np.arange(n_actions)).all():
+        fail(f"--model-path {path} holds no model for this env: that is [V; policy], shape (2, {n_states}), "
+             f"with actions in [0, {n_actions}); it has shape {saved.shape}")
+    return saved[0].copy(), saved[1].astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------- Math
+def expected_update(model: Model, values: np.ndarray, gamma: float) -> np.ndarray:
+    """sum_{s',r} p(s',r|s,a) [r + gamma v(s')] for every (s, a) (Eq. 4.6), shape (n_states, n_actions).
+    A terminated transition never reads v(s'): it ends the episode, so nothing follows its reward."""
+    bootstrap = model.not_done * values[model.next_states]
+    return (model.probs * (model.rewards + gamma * bootstrap)).sum(axis=-1)
+
+
+def bellman_optimality_backup(model: Model, values: np.ndarray, gamma: float) -> np.ndarray:
+    """Eq. 4.10 for every state from the same v_k (a synchronous sweep): v_{k+1}(s) = max_a q_k(s, a)."""
+    return expected_update(model, values, gamma).max(axis=1)
+
+
+def greedy_policy(model: Model, values: np.ndarray, gamma: float) -> np.ndarray:
+    """pi(s) = argmax_a q(s, a) (Eq. 4.9), ties to the lowest action index."""
+    return expected_update(model, values, gamma).argmax(axis=1)
+
+
+def evaluate(policy: np.ndarray, args: Args, run_dir: str) -> list:
+    """Episodes of the policy in a fresh env seeded exactly like q_learning.py's; returns their returns."""
+    env = make_env(args, render_mode="rgb_array" if args.capture_video else None)
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + EVAL_SEED_OFFSET + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(int(policy[obs]))
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# ---------------------------------------------------------------------------------------- Train
+def train(args: Args) -> dict:
+    if args.max_iterations < 0:
+        fail(f"--max-iterations must be >= 0 (0 only evaluates); got {args.max_iterations}")
+    if args.eval_episodes < 1:
+        fail(f"--eval-episodes must be >= 1; got {args.eval_episodes}")
+    if not args.theta > 0.0 or not 0.0 <= args.gamma < 1.0:  # gamma < 1 also keeps every value finite
+        fail(f"--theta must be > 0 and --gamma in [0, 1) (sweeps converge with discounting); "
+             f"got {args.theta}, {args.gamma}")
+    if args.model_path is not None and not os.path.isfile(args.model_path):
+        fail(f"--model-path {args.model_path} is not a file")
+    env = make_env(args)
+    spaces = (env.observation_space, env.action_space)
+    if not all(isinstance(space, gym.spaces.Discrete) for space in spaces) or not hasattr(env.unwrapped, "P"):
+        fail(f"value_iteration.py needs Discrete observations and actions and a model env.unwrapped.P; "
+             f"{args.env_id} has {spaces[0]} observations, {spaces[1]} actions"
+             f"{'' if hasattr(env.unwrapped, 'P') else ', no P'}. Try q_learning.py (or dqn.py, sac.py).")
+    n_states, n_actions = int(env.observation_space.n), int(env.action_space.n)
+    model = tabulate_model(env.unwrapped.P, n_states, n_actions)
+    env.close()
+    values = np.zeros(n_states)  # (n_states,)
+    if args.model_path is not None:
+        values, _ = load_model(args.model_path, n_states, n_actions)  # the policy row is greedy in these values
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb  # imported lazily: it is slow and optional
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                   config=vars(args), dir=run_dir)
+    iterations_file = open(os.path.join(run_dir, "iterations.csv"), "w", newline="")
+    iterations_csv = csv.writer(iterations_file)
+    iterations_csv.writerow(["iteration", "delta", "wall_time"])
+
+    start_time = last_print = time.time()
+    iteration, delta = 0, float("inf")
+    try:
+        while iteration < args.max_iterations:  # iteration counts completed sweeps, also after a Ctrl-C
+            new_values = bellman_optimality_backup(model, values, args.gamma)
+            values, delta, iteration = new_values, float(np.abs(new_values - values).max()), iteration + 1
+            iterations_csv.writerow([iteration, repr(delta), f"{time.time() - start_time:.4f}"])
+            if args.track:
+                wandb.log({"charts/delta": delta}, step=iteration)
+            if delta < args.theta:
+                break
+            if time.time() - last_print > PROGRESS_SECONDS:
+                last_print = time.time()
+                iterations_file.flush()
+                print(f"sweep {iteration:,}/{args.max_iterations:,} | delta {delta:.2e} (theta {args.theta:.0e})")
+    except KeyboardInterrupt:
+        print(f"interrupted after {iteration:,} sweeps: evaluating and saving the values of the last full sweep")
+    iterations_file.close()
+    wall_time = time.time() - start_time
+    policy = greedy_policy(model, values, args.gamma)  # (n_states,)
+
+    if args.save_model:
+        model_file = os.path.join(run_dir, f"{args.exp_name}.npy")
+        np.save(model_file, np.stack([values, policy.astype(np.float64)]))
+        print(f"saved [V; greedy policy] to {model_file}")
+    eval_returns = evaluate(policy, args, run_dir)
+    summary = {"args": vars(args), "global_step": 0, "iterations": iteration, "eval_returns": eval_returns,
+               "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
+               "sps": 0.0, "wall_time": wall_time,
+               "versions": {"python": platform.python_version(), "gymnasium": gym.__version__, "numpy": np.__version__}}
+    with open(os.path.join(run_dir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2)
+    if args.track:
+        wandb.log({"eval/return_mean": summary["eval_return_mean"], "eval/return_std": summary["eval_return_std"]},
+                  step=iteration)
+        wandb.finish()
+    converged = delta < args.theta
+    status = "converged" if converged else "evaluated only" if iteration == 0 else "not converged"
+    print(f"{run_name}: {iteration:,} sweeps in {wall_time:.2f}s ({status}, delta {delta:.1e}) | greedy evaluation "
+          f"{summary['eval_return_mean']:.3f} ± {summary['eval_return_std']:.3f} over {args.eval_episodes} episodes")
+    return {"run_dir": run_dir, "episodic_returns": [], "eval_returns": eval_returns, "sps": 0.0,
+            "wall_time": wall_time, "iterations": iteration, "converged": converged, "values": values, "policy": policy}
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))
