@@ -19,10 +19,12 @@ SCRIPTS = sorted(path.name for path in ALGORITHMS.glob("*.py"))
 # The one entry a new script may need: arguments for a run that is tiny but still performs updates.
 TINY_ARGS = {
     "a2c.py": ["--total-timesteps", "800", "--eval-episodes", "2"],
+    "bandits.py": ["--num-runs", "50", "--num-steps", "100"],
     "ddpg.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",
                 "--hidden-sizes", "32", "32", "--eval-episodes", "2"],
     "dqn.py": ["--total-timesteps", "600", "--learning-starts", "200", "--batch-size", "32", "--buffer-size", "500",
                "--max-grad-norm", "10", "--eval-episodes", "2"],
+    "policy_iteration.py": ["--max-iterations", "3", "--eval-episodes", "10"],
     "ppo.py": ["--total-timesteps", "1024", "--num-steps", "64", "--target-kl", "0.01", "--eval-episodes", "2"],
     "q_learning.py": ["--total-timesteps", "3000", "--eval-episodes", "3"],
     "reinforce.py": ["--total-timesteps", "600", "--num-envs", "2", "--eval-episodes", "2"],
@@ -30,6 +32,7 @@ TINY_ARGS = {
                "--hidden-sizes", "32", "32", "--eval-episodes", "2"],
     "td3.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",
                "--hidden-sizes", "32", "32", "--eval-episodes", "2"],
+    "value_iteration.py": ["--max-iterations", "50", "--eval-episodes", "10"],
 }
 DEFAULT_TINY_ARGS = ["--total-timesteps", "2000", "--eval-episodes", "2"]
 
