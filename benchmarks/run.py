@@ -235,15 +235,20 @@ def run_suite(args: Args, suite: str, jobs: list, done: set) -> list:
 
 
 # ---------------------------------------------------------------------------------------- Render
-def sps_cell(job_rows: list) -> str:
+def sps_cell(job: Job, job_rows: list) -> str:
     """Whole-run SPS, plus the learning-phase SPS for scripts that report one."""
+    if job.total_timesteps is None:
+        return "—"  # planning takes no environment steps
     learning = [row.get("learning_sps") or "" for row in job_rows]
     return mean_std([row["sps"] for row in job_rows], 0) + (
         f"; learning {mean_std(learning, 0)}" if any(value != "" for value in learning) else "")
 
 
-def mean_std(values: list, digits: int = 2) -> str:
+def mean_std(values: list, digits: Optional[int] = None) -> str:
+    """"mean ± std"; by default 2 decimals, 3 for values below 1 (success rates, Blackjack returns)."""
     values = [float(value) for value in values if value != ""]
+    if digits is None:
+        digits = 3 if values and max(abs(value) for value in values) < 1 else 2
     return f"{np.mean(values):,.{digits}f} ± {np.std(values):,.{digits}f}" if values else "—"
 
 
@@ -324,7 +329,7 @@ def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: 
             lines.append(f"| {job.script} | {job.variant or 'defaults'} | {steps} | "
                          f"{len(job_rows)}/{len(job.seeds)} | {mean_std([r['eval_return_mean'] for r in job_rows])} | "
                          f"{mean_std([r['last100_return'] for r in job_rows])} | "
-                         f"{sps_cell(job_rows)} | {mean_std([r['wall_time'] for r in job_rows], 1)} | "
+                         f"{sps_cell(job, job_rows)} | {mean_std([r['wall_time'] for r in job_rows], 1)} | "
                          f"{reached} | {reference or '—'} | `{command}` |")
         if env_id in notes:
             lines += ["", notes[env_id].strip()]  # markdown: paragraphs, lists and tables pass through
