@@ -194,7 +194,7 @@ def train(args: Args) -> dict:
             fail(f"--model-path holds an array of shape {loaded.shape}; {args.env_id} needs {(2, *q_table.shape)}")
         q_table, counts = loaded[0].copy(), loaded[1].copy()
 
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
     if args.track:

@@ -200,7 +200,7 @@ def train(args: Args) -> dict:
     # Evaluation stopped by theta leaves |V - v_pi| <= gamma theta / (1 - gamma): closer q-values are ties.
     tie_tolerance = 2.0 * args.gamma * args.theta / (1.0 - args.gamma)
 
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
     if args.track:

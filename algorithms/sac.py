@@ -335,7 +335,7 @@ def train(args: Args) -> dict:
     rb = ReplayBuffer(min(args.buffer_size, total_timesteps + args.num_envs), obs_size, action_size, device)
     sample_generator = torch.Generator(device=device).manual_seed(args.seed)  # replay sampling
 
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
     if args.track:

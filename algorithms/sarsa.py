@@ -165,7 +165,7 @@ def train(args: Args) -> dict:
             fail(f"--model-path holds a table of shape {loaded.shape}; {args.env_id} needs {q_table.shape}")
         q_table = loaded
 
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
     if args.track:

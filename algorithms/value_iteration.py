@@ -181,7 +181,7 @@ def train(args: Args) -> dict:
     if args.model_path is not None:
         values, _ = load_model(args.model_path, n_states, n_actions)  # the policy row is greedy in these values
 
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
     if args.track:

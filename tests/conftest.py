@@ -107,3 +107,33 @@ class TimedEnv(gym.Env):
     def step(self, action):
         self.t += 1
         return np.array([self.t, 1.0], np.float32), 1.0, self.t == self.terminate_at, False, {}
+
+
+class EndlessRewardEnv(gym.Env):
+    """One state, one action, reward 1 per step; it terminates at step `terminate_at` if given, else
+    only the time limit ends it. Never terminating, its value is 1 / (1 - gamma): treating the time
+    limit as a termination pulls a learned value far below that (below even the 5-step return
+    (1 - gamma^5) / (1 - gamma) = 4.10 at gamma 0.9 and limit 5)."""
+
+    observation_space = gym.spaces.Discrete(1)
+    action_space = gym.spaces.Discrete(1)
+
+    def __init__(self, render_mode=None, terminate_at=None):
+        self.render_mode, self.terminate_at, self.t = render_mode, terminate_at, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return 0, {}
+
+    def step(self, action):
+        self.t += 1
+        return 0, 1.0, self.t == self.terminate_at, False, {}
+
+
+def register_endless_reward_env(max_episode_steps: int = 5) -> str:
+    """Register EndlessRewardEnv (once) with a time limit; returns its id."""
+    env_id = f"LucidRL/EndlessReward{max_episode_steps}-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=EndlessRewardEnv, max_episode_steps=max_episode_steps)
+    return env_id

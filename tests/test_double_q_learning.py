@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from conftest import load_module
+from conftest import load_module, register_endless_reward_env
 
 dq = load_module("double_q_learning.py")
 ql = load_module("q_learning.py")
@@ -70,27 +70,9 @@ def test_only_termination_drops_the_bootstrap():
         assert table[0, 0, 0] == pytest.approx(expected)
 
 
-class EndlessRewardEnv(gym.Env):
-    """One state, one action, reward 1 forever: only the time limit ends an episode (true value 1 / (1 - gamma))."""
-
-    observation_space = gym.spaces.Discrete(1)
-    action_space = gym.spaces.Discrete(1)
-
-    def __init__(self, render_mode=None):
-        self.render_mode = render_mode
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return 0, {}
-
-    def step(self, action):
-        return 0, 1.0, False, False, {}
-
-
 def test_truncation_bootstraps_so_both_tables_reach_the_infinite_horizon_value(in_tmp):
-    gym.register("LucidRL/EndlessRewardDoubleQ-v0", entry_point=EndlessRewardEnv, max_episode_steps=5)
     gamma = 0.9
-    result = dq.train(dq.Args(env_id="LucidRL/EndlessRewardDoubleQ-v0", total_timesteps=2_000, gamma=gamma,
+    result = dq.train(dq.Args(env_id=register_endless_reward_env(), total_timesteps=2_000, gamma=gamma,
                               learning_rate=0.5, start_e=1.0, end_e=0.05, eval_episodes=1))
     assert result["q_tables"][:, 0, 0] == pytest.approx([1.0 / (1.0 - gamma)] * 2, rel=1e-3)
 

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from conftest import load_module
+from conftest import load_module, register_endless_reward_env
 
 dq = load_module("dyna_q.py")
 ql = load_module("q_learning.py")
@@ -80,30 +80,9 @@ def test_no_planning_trains_the_same_table_as_q_learning_py(in_tmp):
     assert dyna["episodic_returns"] == plain["episodic_returns"]
 
 
-class EndlessRewardEnv(gym.Env):
-    """One state, one action, reward 1 forever: only the time limit ends an episode, so the true value
-    is 1 / (1 - gamma). Treating the time limit as terminal (in the direct update or in the model)
-    would pull the value far below that."""
-
-    observation_space = gym.spaces.Discrete(1)
-    action_space = gym.spaces.Discrete(1)
-
-    def __init__(self, render_mode=None):
-        self.render_mode = render_mode
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return 0, {}
-
-    def step(self, action):
-        return 0, 1.0, False, False, {}
-
-
 def test_truncation_bootstraps_in_the_direct_update_and_in_the_model(in_tmp):
-    if "LucidRL/EndlessRewardDyna-v0" not in gym.registry:
-        gym.register("LucidRL/EndlessRewardDyna-v0", entry_point=EndlessRewardEnv, max_episode_steps=5)
     gamma = 0.9
-    result = dq.train(dq.Args(env_id="LucidRL/EndlessRewardDyna-v0", total_timesteps=400, gamma=gamma,
+    result = dq.train(dq.Args(env_id=register_endless_reward_env(), total_timesteps=400, gamma=gamma,
                               learning_rate=0.5, planning_steps=5, eval_episodes=1))
     assert len(result["episodic_returns"]) == 80  # every episode was cut by the time limit
     assert result["q_table"][0, 0] == pytest.approx(1.0 / (1.0 - gamma), rel=1e-3)

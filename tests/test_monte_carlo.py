@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from conftest import load_module
+from conftest import load_module, register_endless_reward_env
 
 mc = load_module("monte_carlo.py")
 
@@ -192,37 +192,17 @@ def test_a_truncated_tail_is_bootstrapped_and_a_terminated_one_is_not():
     assert mc.first_visit_mc_update(q_table, counts, [0], [0], [1.0], 0.9, final_value=0.0) == 1.0
 
 
-class EndlessRewardEnv(gym.Env):
-    """One state, one action, reward 1 per step; it terminates at step `terminate_at` if given,
-    else only the time limit ends it. Never terminating, its value is 1 / (1 - gamma)."""
-
-    observation_space = gym.spaces.Discrete(1)
-    action_space = gym.spaces.Discrete(1)
-
-    def __init__(self, render_mode=None, terminate_at=None):
-        self.render_mode, self.terminate_at, self.t = render_mode, terminate_at, 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return 0, {}
-
-    def step(self, action):
-        self.t += 1
-        return 0, 1.0, self.t == self.terminate_at, False, {}
-
-
 def test_truncation_bootstraps_the_true_final_state_and_termination_does_not(in_tmp):
-    gym.register("LucidRL/MonteCarloEndless-v0", entry_point=EndlessRewardEnv, max_episode_steps=5)
+    env_id = register_endless_reward_env()
     gamma = 0.9
-    truncated = mc.train(mc.Args(env_id="LucidRL/MonteCarloEndless-v0", total_timesteps=2_000, gamma=gamma,
+    truncated = mc.train(mc.Args(env_id=env_id, total_timesteps=2_000, gamma=gamma,
                                  learning_rate=0.5, eval_episodes=1))
     assert truncated["q_table"][0, 0] == pytest.approx(1.0 / (1.0 - gamma), rel=1e-3)
     # Discarding the tail would leave the 5-step return (1 - gamma^5) / (1 - gamma) = 4.10, far below 10.
-    averaged = mc.train(mc.Args(env_id="LucidRL/MonteCarloEndless-v0", total_timesteps=2_000, gamma=0.5,
+    averaged = mc.train(mc.Args(env_id=env_id, total_timesteps=2_000, gamma=0.5,
                                 eval_episodes=1))  # sample averages reach the fixed point too (gamma^5 is small)
     assert averaged["q_table"][0, 0] == pytest.approx(2.0, abs=0.01)
-    terminated = mc.train(mc.Args(env_id="LucidRL/MonteCarloEndless-v0", env_kwargs='{"terminate_at": 3}',
+    terminated = mc.train(mc.Args(env_id=env_id, env_kwargs='{"terminate_at": 3}',
                                   total_timesteps=2_000, gamma=gamma, eval_episodes=1))
     assert terminated["q_table"][0, 0] == pytest.approx(1.0 + gamma + gamma**2)  # exactly the 3 rewards
 

@@ -1,10 +1,12 @@
 """q_learning.py: the update rule, termination vs truncation, and learning on the toy-text envs."""
 
+import os
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from conftest import load_module
+from conftest import load_module, register_endless_reward_env
 
 ql = load_module("q_learning.py")
 
@@ -42,34 +44,15 @@ def test_greedy_ties_are_broken_at_random_and_epsilon_explores():
     assert explored == {0, 1, 2}
 
 
-class EndlessRewardEnv(gym.Env):
-    """One state, one action, reward 1 forever: only the time limit ends an episode.
-    Its true value is 1 / (1 - gamma); treating the time limit as a termination would pull the
-    value down toward the average of the truncated return, far below that."""
-
-    observation_space = gym.spaces.Discrete(1)
-    action_space = gym.spaces.Discrete(1)
-
-    def __init__(self, render_mode=None):
-        self.render_mode = render_mode
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return 0, {}
-
-    def step(self, action):
-        return 0, 1.0, False, False, {}
-
-
 def test_truncation_bootstraps_so_the_value_is_the_infinite_horizon_one(in_tmp):
-    gym.register("LucidRL/EndlessReward-v0", entry_point=EndlessRewardEnv, max_episode_steps=5)
     gamma = 0.9
-    result = ql.train(ql.Args(env_id="LucidRL/EndlessReward-v0", total_timesteps=2_000, gamma=gamma,
+    result = ql.train(ql.Args(env_id=register_endless_reward_env(), total_timesteps=2_000, gamma=gamma,
                               learning_rate=0.5, eval_episodes=1))
     assert result["q_table"][0, 0] == pytest.approx(1.0 / (1.0 - gamma), rel=1e-3)
     # Treating the time limit as a termination has the fixed point Q = 1 + gamma * (4/5) Q = 3.57,
     # below even the 5-step return (1 - gamma^5) / (1 - gamma) = 4.10.
     assert result["q_table"][0, 0] > (1 - gamma**5) / (1 - gamma) + 1.0
+    assert os.path.dirname(result["run_dir"]) == "runs", "a namespaced env id must not nest the run folder"
 
 
 def test_envs_without_a_time_limit_get_one(in_tmp):
