@@ -77,6 +77,7 @@ def load_module(script: str):
     """Import a script as a module (importing must have no side effects)."""
     spec = importlib.util.spec_from_file_location(script[:-3], ALGORITHMS / script)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # tyro reads the Args docstrings through inspect, which looks here
     spec.loader.exec_module(module)
     return module
 
