@@ -1,0 +1,475 @@
+"""Proximal Policy Optimization for continuous actions (Schulman et al. 2017) with GAE (Schulman et al. 2016).
+
+Collect a rollout of num_steps x num_envs transitions with a diagonal Gaussian policy, estimate
+advantages with generalized advantage estimation, then take several epochs of minibatch steps on the
+clipped surrogate objective (Eq. 7 of the PPO paper) plus a value loss and an entropy bonus. Papers:
+https://arxiv.org/abs/1707.06347, https://arxiv.org/abs/1506.02438; the implementation details
+(the core ones and the continuous-action ones: state-independent log-std, actions clipped only for
+the env, observation normalisation and reward scaling, each clipped to +-10) follow
+https://iclr-blog-track.github.io/2022/03/25/ppo-implementation-details/.
+
+Spaces: Box (vector) observations, Box actions. Defaults equal CleanRL's ppo_continuous_action.py so
+the two compare side by side. Unlike it, a time-limit truncation is bootstrapped from V(true final
+obs) instead of being treated as a termination; the normalisation statistics are shared by all envs
+and saved with the model, so a reloaded model evaluates exactly as it did after training; and the
+reward scaler's discounted return restarts at any episode end (as in SB3), not only at a termination.
+
+    python algorithms/ppo_continuous.py                               # Hopper-v5, 1M steps
+    python algorithms/ppo_continuous.py --env-id HalfCheetah-v5 --seed 2
+    python algorithms/ppo_continuous.py --env-id InvertedPendulum-v5 --total-timesteps 32768   # balances (1000)
+    python algorithms/ppo_continuous.py --model-path runs/.../ppo_continuous.pt --total-timesteps 0 --capture-video
+The last line evaluates a saved model without training (and records the evaluation episodes).
+"""
+
+import csv
+import json
+import os
+import pickle
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.distributions import Normal
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
+PROGRESS_SECONDS = 5.0  # at most one console progress line this often
+NORM_CLIP = 10.0  # normalised observations and scaled rewards are clipped to +-10 (as in SB3 and CleanRL)
+NORM_EPSILON = 1e-8  # keeps the division by a running std finite
+
+
+# ---------------------------------------------------------------------------------------- Args
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of random, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (CPU runs are deterministic at a fixed thread count anyway)"""
+    cuda: bool = True
+    """use a GPU when one is available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "lucidrl"
+    """the W&B project"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    capture_video: bool = False
+    """record the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save the model to runs/{run_name}/{exp_name}.pt"""
+    model_path: Optional[str] = None
+    """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    env_id: str = "Hopper-v5"
+    """the Gymnasium environment id (Box observations, Box actions)"""
+    total_timesteps: int = 1_000_000
+    """environment steps of training"""
+    learning_rate: float = 3e-4
+    """Adam step size"""
+    num_envs: int = 1
+    """parallel environments"""
+    num_steps: int = 2048
+    """steps per env in each rollout"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to 0 over training"""
+    gamma: float = 0.99
+    """the discount factor (also of the return whose running std scales the rewards)"""
+    gae_lambda: float = 0.95
+    """the GAE lambda"""
+    num_minibatches: int = 32
+    """minibatches per epoch"""
+    update_epochs: int = 10
+    """epochs over each rollout"""
+    norm_adv: bool = True
+    """normalise advantages within each minibatch"""
+    clip_coef: float = 0.2
+    """the surrogate clipping epsilon"""
+    clip_vloss: bool = True
+    """clip the value loss around the old values, as the reference implementations do"""
+    ent_coef: float = 0.0
+    """weight of the entropy bonus"""
+    vf_coef: float = 0.5
+    """weight of the value loss"""
+    max_grad_norm: float = 0.5
+    """clip the global gradient norm"""
+    target_kl: Optional[float] = None
+    """stop an update's epochs early once the approximate KL exceeds this (None: never)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes at the end (the action is the policy's mean)"""
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------- Env
+def make_env(env_id: str, render_mode: Optional[str] = None):
+    def thunk() -> gym.Env:
+        return gym.make(env_id, render_mode=render_mode)
+
+    return thunk
+
+
+class RunningMeanStd:
+    """Running mean and variance of a stream of batches, merged batch by batch (the parallel algorithm
+    of Chan et al. 1979, as in SB3 and gymnasium). float64, like the MuJoCo observations."""
+
+    def __init__(self, shape: tuple = ()):
+        self.mean, self.var = np.zeros(shape), np.ones(shape)
+        self.count = 1e-4  # a tiny prior count so the first merge needs no special case (as SB3)
+
+    def update(self, batch: np.ndarray) -> None:
+        """batch: (n, *shape), n samples merged at once."""
+        batch_mean, batch_var, batch_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        delta, total = batch_mean - self.mean, self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        self.var = (self.var * self.count + batch_var * batch_count + delta ** 2 * self.count * batch_count / total) / total
+        self.count = total
+
+    def normalize(self, batch: np.ndarray) -> np.ndarray:
+        return np.clip((batch - self.mean) / np.sqrt(self.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
+
+    def state_dict(self) -> dict:  # tensors, so torch.load's safe (weights-only) mode reads them back
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"].numpy().copy(), state["var"].numpy().copy(), float(state["count"])
+
+
+class RewardScaler:
+    """Divide each reward by the running std of the discounted return (not of the reward) and clip it
+    to +-10, as SB3's VecNormalize and gymnasium's NormalizeReward do (continuous details 8, 9).
+    Each env's return accumulator restarts when its episode ends (terminated or truncated)."""
+
+    def __init__(self, num_envs: int, gamma: float):
+        self.gamma, self.returns, self.return_rms = gamma, np.zeros(num_envs), RunningMeanStd()
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        self.returns = self.returns * self.gamma + rewards
+        self.return_rms.update(self.returns)
+        self.returns[dones] = 0.0
+        return np.clip(rewards / np.sqrt(self.return_rms.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
+
+
+# ---------------------------------------------------------------------------------------- Agent
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights and constant bias (implementation detail 2)."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor (Gaussian mean) and critic (V) networks, 64-64 tanh each."""
+
+    def __init__(self, obs_size: int, action_size: int):
+        super().__init__()
+        self.critic = nn.Sequential(layer_init(nn.Linear(obs_size, 64)), nn.Tanh(),
+                                    layer_init(nn.Linear(64, 64)), nn.Tanh(), layer_init(nn.Linear(64, 1), std=1.0))
+        # A small last layer starts every action's mean near 0.
+        self.actor_mean = nn.Sequential(layer_init(nn.Linear(obs_size, 64)), nn.Tanh(), layer_init(nn.Linear(64, 64)),
+                                        nn.Tanh(), layer_init(nn.Linear(64, action_size), std=0.01))
+        # State-independent log-std (continuous detail 2): one learned number per action dimension, std 1 at first.
+        self.actor_logstd = nn.Parameter(torch.zeros(1, action_size))
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def get_action_and_value(self, obs: torch.Tensor, action: Optional[torch.Tensor] = None):
+        """Sample an action (or score a given one): action, log pi(a|s), entropy, V(s). The action
+        dimensions are independent: log-prob and entropy sum over them (continuous details 1, 3)."""
+        action_mean = self.actor_mean(obs)
+        # no argument validation: it checks std > 0 (true by construction) at a third of the cost of acting
+        dist = Normal(action_mean, self.actor_logstd.expand_as(action_mean).exp(), validate_args=False)
+        if action is None:
+            action = dist.sample()
+        return action, dist.log_prob(action).sum(1), dist.entropy().sum(1), self.get_value(obs)
+
+
+# ---------------------------------------------------------------------------------------- Math
+def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> torch.Tensor:
+    """Generalized advantage estimation (Eq. 11-16 of Schulman et al. 2016), all (num_steps, num_envs).
+
+    next_values[t] is V of the state after step t: V(s_t+1) inside an episode, V(true final obs)
+    where step t was truncated. delta_t = r_t + gamma * (1 - terminated_t) * next_values[t] - V(s_t);
+    A_t = delta_t + gamma * lambda * (1 - done_t) * A_t+1, so an episode end (either kind) stops the
+    sum and only a termination drops the bootstrap. gae_lambda = 1 gives n-step returns minus V."""
+    advantages = torch.zeros_like(rewards)
+    next_advantage = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
+        next_advantage = delta + gamma * gae_lambda * (1.0 - dones[t]) * next_advantage
+        advantages[t] = next_advantage
+    return advantages
+
+
+def clipped_surrogate_loss(ratio, advantages, clip_coef: float) -> torch.Tensor:
+    """The clipped surrogate objective (Eq. 7 of Schulman et al. 2017) as a loss to minimise:
+    -mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)). ratio, advantages (minibatch,)."""
+    return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+
+
+def value_loss(newvalue, old_values, returns, clip_coef: float, clip_vloss: bool) -> torch.Tensor:
+    """0.5 * mean squared error to the returns; with clip_vloss (implementation detail 9), the larger of
+    it and the error of the new value kept within clip_coef of the rollout's value. All (minibatch,)."""
+    v_loss_unclipped = (newvalue - returns) ** 2
+    if not clip_vloss:
+        return 0.5 * v_loss_unclipped.mean()
+    v_clipped = old_values + (newvalue - old_values).clamp(-clip_coef, clip_coef)
+    return 0.5 * torch.max(v_loss_unclipped, (v_clipped - returns) ** 2).mean()
+
+
+def evaluate(agent: Agent, obs_rms: RunningMeanStd, args: Args, run_dir: str, device: torch.device) -> list:
+    """Deterministic episodes (the mean action, clipped to the bounds) in a fresh env seeded apart from
+    training, observations normalised with the training statistics, frozen; returns their returns."""
+    env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)()
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + EVAL_SEED_OFFSET + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            with torch.inference_mode():
+                action = agent.actor_mean(torch.as_tensor(obs_rms.normalize(obs.reshape(1, -1)), dtype=torch.float32,
+                                                          device=device))
+            action = np.clip(action[0].cpu().numpy(), env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action.reshape(env.action_space.shape))
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# ---------------------------------------------------------------------------------------- Train
+def train(args: Args) -> dict:
+    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_episodes"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.total_timesteps < 0:
+        fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
+    batch_size = args.num_envs * args.num_steps
+    if 0 < args.total_timesteps < batch_size:
+        fail(f"--total-timesteps ({args.total_timesteps}) must be 0 or at least one rollout, {batch_size} steps")
+    if args.num_minibatches > batch_size:
+        fail(f"--num-minibatches ({args.num_minibatches}) must not exceed the rollout size {batch_size}")
+    if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
+        fail(f"--gamma and --gae-lambda must be in [0, 1]; got {args.gamma}, {args.gae_lambda}")
+    if args.model_path is not None and not os.path.isfile(args.model_path):
+        fail(f"--model-path {args.model_path} is not a file")
+    try:
+        gym.spec(args.env_id)
+    except gym.error.Error as error:
+        fail(f"unknown --env-id {args.env_id}: {error}")
+    # SAME_STEP: on the step an episode ends, obs is already the reset obs and the true final
+    # observation is in infos["final_obs"] (see GYMNASIUM_1x.md).
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id) for _ in range(args.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(action_space, gym.spaces.Box):
+        fail(f"ppo_continuous.py needs a continuous (Box) action space; {args.env_id} has {action_space}. Try "
+             + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete) else "ppo.py or dqn.py."))
+    if not isinstance(obs_space, gym.spaces.Box):
+        fail(f"ppo_continuous.py needs Box observations; {args.env_id} has {obs_space}. Try FlattenObservation.")
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    obs_size, action_size = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
+    agent = Agent(obs_size, action_size).to(device)
+    # eps 1e-5 (implementation detail 3); fused: one kernel for the whole step, faster on CPU here
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    # Observation normalisation and reward scaling (continuous details 6-9): one set of statistics shared by all
+    # envs, saved with the model; evaluation reads the observation statistics and never updates them.
+    obs_rms, reward_scaler = RunningMeanStd((obs_size,)), RewardScaler(args.num_envs, args.gamma)
+    if args.model_path is not None:
+        try:
+            checkpoint = torch.load(args.model_path, map_location=device)
+            agent.load_state_dict(checkpoint["agent"])
+            obs_rms.load_state_dict(checkpoint["obs_rms"])
+            reward_scaler.return_rms.load_state_dict(checkpoint["return_rms"])
+        except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
+            fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
+
+    # One torch thread: 64-wide layers are too small to split, and a second thread mostly waits for a
+    # busy core (3x the SPS here with other work running). Restored when train() returns.
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb  # imported lazily: it is slow and optional
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                   config=vars(args), dir=run_dir)
+    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    episodes_csv = csv.writer(episodes_file)
+    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+
+    # ---- rollout storage, (num_steps, num_envs, ...)
+    obs = torch.zeros((args.num_steps, args.num_envs, obs_size), device=device)
+    actions = torch.zeros((args.num_steps, args.num_envs, action_size), device=device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
+    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
+    terminations = torch.zeros((args.num_steps, args.num_envs), device=device)
+    values = torch.zeros((args.num_steps, args.num_envs), device=device)
+    truncations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)  # and not terminated
+    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(true final obs) there
+
+    envs.action_space.seed(args.seed)
+    action_low, action_high = action_space.low.reshape(-1), action_space.high.reshape(-1)  # (action_size,)
+    num_iterations = args.total_timesteps // batch_size if args.total_timesteps else 0
+    next_obs_np, _ = envs.reset(seed=args.seed)
+    next_obs_np = next_obs_np.reshape(args.num_envs, -1)
+    if num_iterations > 0:  # only training updates the statistics (a loaded model evaluates with its own)
+        obs_rms.update(next_obs_np)
+    next_obs = torch.as_tensor(obs_rms.normalize(next_obs_np), dtype=torch.float32, device=device)
+    minibatch_size = batch_size // args.num_minibatches
+    episodic_returns = []
+    global_step = 0
+    start_time = last_print = time.time()
+    try:
+        for iteration in range(1, num_iterations + 1):
+            if args.anneal_lr:  # implementation detail 4
+                optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+            # ---- collect a rollout
+            for step in range(args.num_steps):
+                global_step += args.num_envs
+                obs[step] = next_obs
+                with torch.inference_mode():
+                    action, logprob, _, value = agent.get_action_and_value(next_obs)
+                actions[step], logprobs[step], values[step] = action, logprob, value
+                # Only the env sees the action clipped to its bounds; storage keeps the sample whose
+                # log-prob was taken (continuous detail 5: clipping it there would bias the policy gradient).
+                env_action = np.clip(action.cpu().numpy(), action_low, action_high).reshape(envs.action_space.shape)
+                next_obs_np, reward, terminated, truncated, infos = envs.step(env_action)
+                next_obs_np = next_obs_np.reshape(args.num_envs, -1)
+                obs_rms.update(next_obs_np)
+                rewards[step] = torch.from_numpy(reward_scaler(reward, terminated | truncated))
+                terminations[step] = torch.from_numpy(terminated)
+                truncated_only = truncated & ~terminated  # a termination at the limit is an end
+                truncations[step] = torch.from_numpy(truncated_only)
+                if truncated_only.any():  # bootstrap a time limit from V(true final obs), normalised alike
+                    final_obs = np.stack([infos["final_obs"][i] for i in np.flatnonzero(truncated_only)])
+                    with torch.inference_mode():
+                        final_values[step, truncations[step]] = agent.get_value(torch.as_tensor(
+                            obs_rms.normalize(final_obs.reshape(len(final_obs), -1)), dtype=torch.float32, device=device))
+                next_obs = torch.as_tensor(obs_rms.normalize(next_obs_np), dtype=torch.float32, device=device)
+                if "_episode" in infos:
+                    wall_time = time.time() - start_time
+                    for i in np.flatnonzero(infos["_episode"]):
+                        episode_return = float(infos["episode"]["r"][i])
+                        episodes_csv.writerow([global_step, episode_return, int(infos["episode"]["l"][i]),
+                                               f"{wall_time:.3f}"])
+                        episodic_returns.append(episode_return)
+                        if args.track:
+                            wandb.log({"charts/episodic_return": episode_return,
+                                       "charts/episodic_length": int(infos["episode"]["l"][i])}, step=global_step)
+
+            # ---- advantages: next_values is V(s_t+1), replaced by V(final obs) where a step was truncated
+            with torch.inference_mode():
+                next_values = torch.cat([values[1:], agent.get_value(next_obs).unsqueeze(0)])
+            next_values = torch.where(truncations, final_values, next_values)
+            dones = terminations + truncations.float()  # an episode ended at step t, either way
+            advantages = compute_gae(rewards, values, next_values, terminations, dones, args.gamma, args.gae_lambda)
+            returns = advantages + values
+
+            # ---- flatten the batch and optimise for update_epochs over shuffled minibatches
+            b_obs, b_actions, b_logprobs = obs.reshape(batch_size, -1), actions.reshape(batch_size, -1), logprobs.reshape(-1)
+            b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+            clipfracs = []
+            for epoch in range(args.update_epochs):
+                b_inds = torch.randperm(batch_size, device=device)
+                for start in range(0, batch_size, minibatch_size):
+                    mb_inds = b_inds[start:start + minibatch_size]
+                    _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
+                    logratio = newlogprob - b_logprobs[mb_inds]
+                    ratio = logratio.exp()
+                    with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
+                        old_approx_kl = (-logratio).mean()
+                        approx_kl = ((ratio - 1) - logratio).mean()
+                        clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean())
+                    mb_advantages = b_advantages[mb_inds]
+                    if args.norm_adv:  # implementation detail 7
+                        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                    pg_loss = clipped_surrogate_loss(ratio, mb_advantages, args.clip_coef)
+                    v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], args.clip_coef, args.clip_vloss)
+                    entropy_loss = entropy.mean()
+                    loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
+                    optimizer.zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                if args.target_kl is not None and approx_kl > args.target_kl:
+                    break
+            if not torch.isfinite(loss):
+                fail(f"the PPO loss became {loss.item()} at step {global_step}")
+
+            sps = global_step / (time.time() - start_time)
+            if args.track:
+                explained_var = 1 - (b_returns - b_values).var() / b_returns.var()
+                wandb.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),
+                           "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
+                           "losses/old_approx_kl": old_approx_kl.item(), "losses/approx_kl": approx_kl.item(),
+                           "losses/clipfrac": torch.stack(clipfracs).mean().item(),
+                           "losses/explained_variance": explained_var.item(),
+                           "charts/action_std": agent.actor_logstd.exp().mean().item(), "charts/SPS": sps},
+                          step=global_step)
+            if time.time() - last_print > PROGRESS_SECONDS:
+                last_print = time.time()
+                episodes_file.flush()
+                eta = int(max(args.total_timesteps - global_step, 0) / sps)
+                print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
+                      f"{np.mean(episodic_returns[-10:]) if episodic_returns else float('nan'):.1f} | "
+                      f"ETA {eta // 60}:{eta % 60:02d}")
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step:,}: evaluating and saving what was learned")
+    episodes_file.close()
+    envs.close()
+    wall_time = time.time() - start_time
+    sps = global_step / max(wall_time, 1e-9)
+
+    if args.save_model:
+        model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save({"agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "obs_rms": obs_rms.state_dict(),
+                    "return_rms": reward_scaler.return_rms.state_dict(), "args": vars(args),
+                    "global_step": global_step}, model_file)
+        print(f"saved the model to {model_file}")
+    eval_returns = evaluate(agent, obs_rms, args, run_dir, device)
+    summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,
+               "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
+               "sps": sps, "wall_time": wall_time,
+               "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                            "gymnasium": gym.__version__, "numpy": np.__version__}}
+    with open(os.path.join(run_dir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2)
+    if args.track:
+        wandb.log({"charts/SPS": sps, "eval/return_mean": summary["eval_return_mean"],
+                   "eval/return_std": summary["eval_return_std"]}, step=global_step)
+        wandb.finish()
+    print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS) | deterministic evaluation "
+          f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
+    torch.set_num_threads(torch_threads)
+    return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
+            "wall_time": wall_time}
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))
