@@ -26,6 +26,8 @@ TINY_ARGS = {
                "--max-grad-norm", "10", "--eval-episodes", "2"],
     "policy_iteration.py": ["--max-iterations", "3", "--eval-episodes", "10"],
     "ppo.py": ["--total-timesteps", "1024", "--num-steps", "64", "--target-kl", "0.01", "--eval-episodes", "2"],
+    "ppo_continuous.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "512", "--num-envs", "2", "--num-steps", "256",
+                          "--num-minibatches", "4", "--update-epochs", "2", "--target-kl", "0.01", "--eval-episodes", "2"],
     "q_learning.py": ["--total-timesteps", "3000", "--eval-episodes", "3"],
     "reinforce.py": ["--total-timesteps", "600", "--num-envs", "2", "--eval-episodes", "2"],
     "sac.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",
