@@ -1,0 +1,511 @@
+"""Trust Region Policy Optimization (Schulman et al. 2015) with GAE (Schulman et al. 2016), continuous actions.
+
+Collect a rollout with a diagonal Gaussian policy, estimate advantages with GAE, then take one natural-
+gradient step: conjugate gradient solves F s = g (g: gradient of the surrogate, Eq. 14 of the TRPO paper;
+F: the Fisher matrix, applied as the Hessian of the mean KL to the rollout policy), the step is scaled so
+the quadratic KL estimate equals max_kl, and a backtracking line search shrinks it until the exact KL is
+within max_kl and the surrogate improves (Appendix C). A separate critic is fitted with Adam. Papers:
+https://arxiv.org/abs/1502.05477, https://arxiv.org/abs/1506.02438. Spaces: Box observations, Box actions.
+
+Defaults are the RL Zoo's tuned MuJoCo settings for SB3-contrib's TRPO, the benchmark reference (64-64
+tanh nets, observations normalised, rewards not). As in ppo_continuous.py, a time-limit truncation is
+bootstrapped from V(true final obs) and the observation statistics are saved with the model. The KL is
+KL(old || new), the paper's (SB3-contrib's is KL(new || old): the same Hessian at the old policy).
+
+    python algorithms/trpo.py                               # Hopper-v5, 1M steps
+    python algorithms/trpo.py --env-id HalfCheetah-v5 --max-kl 0.04 --seed 2   # the Zoo's HalfCheetah setting
+    python algorithms/trpo.py --env-id InvertedPendulum-v5 --total-timesteps 30720   # balances (1000)
+    python algorithms/trpo.py --model-path runs/.../trpo.pt --total-timesteps 0 --capture-video
+The last line evaluates a saved model without training (and records the evaluation episodes).
+"""
+
+import csv
+import json
+import os
+import pickle
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.distributions import Normal, kl_divergence
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
+PROGRESS_SECONDS = 5.0  # at most one console progress line this often
+NORM_CLIP = 10.0  # normalised observations are clipped to +-10 (as in SB3's VecNormalize)
+NORM_EPSILON = 1e-8  # keeps the division by a running std finite
+CG_RESIDUAL_TOL = 1e-10  # conjugate gradient stops early once |r|^2 is this small (as SB3-contrib, Spinning Up)
+
+
+# ---------------------------------------------------------------------------------------- Args
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of random, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (CPU runs are deterministic at a fixed thread count anyway)"""
+    cuda: bool = True
+    """use a GPU when one is available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "lucidrl"
+    """the W&B project"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    capture_video: bool = False
+    """record the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save the model to runs/{run_name}/{exp_name}.pt"""
+    model_path: Optional[str] = None
+    """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    env_id: str = "Hopper-v5"
+    """the Gymnasium environment id (Box observations, Box actions)"""
+    total_timesteps: int = 1_000_000
+    """environment steps of training"""
+    learning_rate: float = 1e-3
+    """Adam step size of the critic (the Zoo's MuJoCo setting; the policy has no learning rate)"""
+    num_envs: int = 2
+    """parallel environments (the Zoo's MuJoCo setting)"""
+    num_steps: int = 1024
+    """steps per env in each rollout (the Zoo's MuJoCo setting: 2 x 1024 = 2048 per update)"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 0.95
+    """the GAE lambda"""
+    max_kl: float = 0.01
+    """the trust region: largest mean KL(old || new) of a step (SB3-contrib's target_kl; Zoo: 0.04 on HalfCheetah)"""
+    cg_iters: int = 25
+    """conjugate gradient iterations (the Zoo's MuJoCo setting; SB3-contrib's default is 15)"""
+    cg_damping: float = 0.1
+    """damping added to the Fisher-vector product, F + damping * I (SB3-contrib's default and the Zoo's)"""
+    line_search_steps: int = 10
+    """backtracking steps before the line search gives up and keeps the old policy (SB3-contrib's default)"""
+    line_search_shrink: float = 0.8
+    """each backtracking step multiplies the step by this (SB3-contrib's default)"""
+    critic_epochs: int = 20
+    """epochs of critic regression over each rollout (SB3-contrib's n_critic_updates; the Zoo's 20)"""
+    critic_minibatch_size: int = 128
+    """minibatch size of the critic regression (SB3-contrib's batch_size; the Zoo's 128)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes at the end (the action is the policy's mean)"""
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------- Env
+def make_env(env_id: str, render_mode: Optional[str] = None):
+    def thunk() -> gym.Env:
+        return gym.make(env_id, render_mode=render_mode)
+
+    return thunk
+
+
+class RunningMeanStd:
+    """Running mean and variance of a stream of batches, merged batch by batch (the parallel algorithm
+    of Chan et al. 1979, as in SB3 and gymnasium). float64, like the MuJoCo observations."""
+
+    def __init__(self, shape: tuple = ()):
+        self.mean, self.var = np.zeros(shape), np.ones(shape)
+        self.count = 1e-4  # a tiny prior count so the first merge needs no special case (as SB3)
+
+    def update(self, batch: np.ndarray) -> None:
+        """batch: (n, *shape), n samples merged at once."""
+        batch_mean, batch_var, batch_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        delta, total = batch_mean - self.mean, self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        self.var = (self.var * self.count + batch_var * batch_count + delta ** 2 * self.count * batch_count / total) / total
+        self.count = total
+
+    def normalize(self, batch: np.ndarray) -> np.ndarray:
+        return np.clip((batch - self.mean) / np.sqrt(self.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
+
+    def state_dict(self) -> dict:  # tensors, so torch.load's safe (weights-only) mode reads them back
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"].numpy().copy(), state["var"].numpy().copy(), float(state["count"])
+
+
+# ---------------------------------------------------------------------------------------- Agent
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights and constant bias (as SB3's policies)."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor (Gaussian mean) and critic (V) networks, 64-64 tanh each (SB3's MlpPolicy)."""
+
+    def __init__(self, obs_size: int, action_size: int):
+        super().__init__()
+        self.critic = nn.Sequential(layer_init(nn.Linear(obs_size, 64)), nn.Tanh(),
+                                    layer_init(nn.Linear(64, 64)), nn.Tanh(), layer_init(nn.Linear(64, 1), std=1.0))
+        # A small last layer starts every action's mean near 0.
+        self.actor_mean = nn.Sequential(layer_init(nn.Linear(obs_size, 64)), nn.Tanh(), layer_init(nn.Linear(64, 64)),
+                                        nn.Tanh(), layer_init(nn.Linear(64, action_size), std=0.01))
+        # State-independent log-std: one learned number per action dimension, std 1 at first.
+        self.actor_logstd = nn.Parameter(torch.zeros(1, action_size))
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def get_distribution(self, obs: torch.Tensor) -> Normal:
+        """pi(.|s), a diagonal Gaussian: its action dimensions are independent."""
+        action_mean = self.actor_mean(obs)
+        # no argument validation: it checks std > 0 (true by construction) at a third of the cost of acting
+        return Normal(action_mean, self.actor_logstd.expand_as(action_mean).exp(), validate_args=False)
+
+
+# ---------------------------------------------------------------------------------------- Math
+def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> torch.Tensor:
+    """Generalized advantage estimation (Eq. 11-16 of Schulman et al. 2016), all (num_steps, num_envs).
+
+    next_values[t] is V of the state after step t: V(s_t+1) inside an episode, V(true final obs)
+    where step t was truncated. delta_t = r_t + gamma * (1 - terminated_t) * next_values[t] - V(s_t);
+    A_t = delta_t + gamma * lambda * (1 - done_t) * A_t+1, so an episode end (either kind) stops the
+    sum and only a termination drops the bootstrap. gae_lambda = 1 gives n-step returns minus V."""
+    advantages = torch.zeros_like(rewards)
+    next_advantage = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
+        next_advantage = delta + gamma * gae_lambda * (1.0 - dones[t]) * next_advantage
+        advantages[t] = next_advantage
+    return advantages
+
+
+def flat_params(params: list) -> torch.Tensor:
+    """All parameters as one detached (n_params,) vector."""
+    return torch.cat([param.detach().reshape(-1) for param in params])
+
+
+@torch.no_grad()
+def set_flat_params(params: list, flat: torch.Tensor) -> None:
+    """Copy a (n_params,) vector into the parameters, in the order flat_params reads them."""
+    for param, chunk in zip(params, flat.split([param.numel() for param in params])):
+        param.copy_(chunk.view_as(param))
+
+
+def flat_grad(output: torch.Tensor, params: list, **kwargs) -> torch.Tensor:
+    """d output / d params as one (n_params,) vector."""
+    return torch.cat([grad.reshape(-1) for grad in torch.autograd.grad(output, params, **kwargs)])
+
+
+def make_fisher_vector_product(mean_kl: torch.Tensor, params: list, damping: float) -> Callable:
+    """v -> (F + damping * I) v without forming F. mean_kl is the mean KL(pi_old || pi_theta), pi_old detached:
+    at theta_old its Hessian is the Fisher matrix (Sec. 6 of the TRPO paper), and H v = d/dtheta (dKL/dtheta . v),
+    a second backward pass through the first gradient's graph. Damping keeps the batch estimate of F definite."""
+    kl_grad = flat_grad(mean_kl, params, create_graph=True)  # (n_params,), itself differentiable
+
+    def fisher_vector_product(vector: torch.Tensor) -> torch.Tensor:
+        return flat_grad(kl_grad @ vector, params, retain_graph=True) + damping * vector
+    return fisher_vector_product
+
+
+def conjugate_gradient(matrix_vector_product: Callable, b: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Approximately solve A x = b for a symmetric positive definite A given only v -> A v (Appendix C
+    of the TRPO paper; Nocedal & Wright Alg. 5.2), starting from x = 0. Exact after n_params steps."""
+    x = torch.zeros_like(b)
+    residual, direction = b.clone(), b.clone()  # r = b - A x with x = 0; the first direction is r
+    residual_norm = residual @ residual
+    for _ in range(iterations):
+        if residual_norm < CG_RESIDUAL_TOL:
+            break
+        a_direction = matrix_vector_product(direction)
+        alpha = residual_norm / (direction @ a_direction)
+        x, residual = x + alpha * direction, residual - alpha * a_direction
+        new_residual_norm = residual @ residual
+        direction = residual + new_residual_norm / residual_norm * direction  # A-conjugate to the previous ones
+        residual_norm = new_residual_norm
+    return x
+
+
+def natural_gradient_step(policy_gradient, fisher_vector_product: Callable, max_kl: float, cg_iters: int) -> torch.Tensor:
+    """The full step: s = F^-1 g by conjugate gradient, scaled by sqrt(2 max_kl / s^T F s) so that the
+    quadratic KL estimate of the step, 0.5 * step^T F step, equals max_kl (Appendix C)."""
+    search_direction = conjugate_gradient(fisher_vector_product, policy_gradient, cg_iters)
+    shs = search_direction @ fisher_vector_product(search_direction)
+    return torch.sqrt(2.0 * max_kl / shs) * search_direction
+
+
+def surrogate_and_kl(agent: Agent, old_dist: Normal, obs, actions, old_logprobs, advantages) -> tuple:
+    """The surrogate mean(pi(a|s) / pi_old(a|s) * A) (Eq. 14 of the TRPO paper, importance-sampled) and the
+    mean KL(pi_old || pi). obs (batch, obs_size), actions (batch, action_size), the others (batch,)."""
+    dist = agent.get_distribution(obs)
+    ratio = (dist.log_prob(actions).sum(1) - old_logprobs).exp()
+    return (ratio * advantages).mean(), kl_divergence(old_dist, dist).sum(1).mean()
+
+
+def line_search(params: list, full_step: torch.Tensor, surrogate_and_kl_fn: Callable, old_surrogate: torch.Tensor,
+                max_kl: float, steps: int, shrink: float) -> tuple:
+    """Backtracking (Appendix C): try theta_old + shrink^i * full_step for i = 0 .. steps - 1, keep the first
+    whose exact mean KL is within max_kl AND whose surrogate beats old_surrogate (the quadratic model can be
+    wrong either way). Returns (accepted, fraction, surrogate, kl); if none qualifies, restores theta_old."""
+    old_params = flat_params(params)
+    for i in range(steps):
+        fraction = shrink ** i
+        set_flat_params(params, old_params + fraction * full_step)
+        with torch.no_grad():
+            surrogate, kl = surrogate_and_kl_fn()
+        if kl <= max_kl and surrogate > old_surrogate:
+            return True, fraction, surrogate, kl
+    set_flat_params(params, old_params)
+    return False, 0.0, old_surrogate, torch.zeros(())
+
+
+def evaluate(agent: Agent, obs_rms: RunningMeanStd, args: Args, run_dir: str, device: torch.device) -> list:
+    """Deterministic episodes (the mean action, clipped to the bounds) in a fresh env seeded apart from
+    training, observations normalised with the training statistics, frozen; returns their returns."""
+    env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)()
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + EVAL_SEED_OFFSET + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            with torch.inference_mode():
+                action = agent.actor_mean(torch.as_tensor(obs_rms.normalize(obs.reshape(1, -1)), dtype=torch.float32,
+                                                          device=device))
+            action = np.clip(action[0].cpu().numpy(), env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action.reshape(env.action_space.shape))
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# ---------------------------------------------------------------------------------------- Train
+def train(args: Args) -> dict:
+    for name in ("num_envs", "num_steps", "critic_epochs", "critic_minibatch_size", "cg_iters", "line_search_steps",
+                 "eval_episodes"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.total_timesteps < 0:
+        fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
+    batch_size = args.num_envs * args.num_steps
+    if 0 < args.total_timesteps < batch_size:
+        fail(f"--total-timesteps ({args.total_timesteps}) must be 0 or at least one rollout, {batch_size} steps")
+    if args.critic_minibatch_size > batch_size or batch_size < 2:  # (2: the advantages' std needs two)
+        fail(f"--critic-minibatch-size ({args.critic_minibatch_size}) must not exceed the rollout size {batch_size} (>= 2)")
+    if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
+        fail(f"--gamma and --gae-lambda must be in [0, 1]; got {args.gamma}, {args.gae_lambda}")
+    if args.max_kl <= 0.0 or args.cg_damping < 0.0 or not 0.0 < args.line_search_shrink < 1.0:
+        fail(f"need --max-kl > 0, --cg-damping >= 0 and --line-search-shrink in (0, 1); got {args.max_kl}, "
+             f"{args.cg_damping}, {args.line_search_shrink}")
+    if args.model_path is not None and not os.path.isfile(args.model_path):
+        fail(f"--model-path {args.model_path} is not a file")
+    try:
+        gym.spec(args.env_id)
+    except gym.error.Error as error:
+        fail(f"unknown --env-id {args.env_id}: {error}")
+    # SAME_STEP: on the step an episode ends, obs is already the reset obs and the true final
+    # observation is in infos["final_obs"] (see GYMNASIUM_1x.md).
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id) for _ in range(args.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(action_space, gym.spaces.Box):
+        fail(f"trpo.py needs a continuous (Box) action space; {args.env_id} has {action_space}. Try "
+             + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete) else "ppo.py or dqn.py."))
+    if not isinstance(obs_space, gym.spaces.Box):
+        fail(f"trpo.py needs Box observations; {args.env_id} has {obs_space}. Try FlattenObservation.")
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    obs_size, action_size = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
+    agent = Agent(obs_size, action_size).to(device)
+    # Adam on the critic only (the policy moves by the natural gradient); eps 1e-5 as SB3; fused: faster on CPU
+    optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    # Observation normalisation (the Zoo's, norm_obs only): shared by all envs, saved with the model
+    obs_rms = RunningMeanStd((obs_size,))
+    if args.model_path is not None:
+        try:
+            checkpoint = torch.load(args.model_path, map_location=device)
+            agent.load_state_dict(checkpoint["agent"])
+            obs_rms.load_state_dict(checkpoint["obs_rms"])
+        except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
+            fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
+
+    # One torch thread: 64-wide layers are too small to split (as ppo_continuous.py). Restored on return.
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb  # imported lazily: it is slow and optional
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                   config=vars(args), dir=run_dir)
+    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    episodes_csv = csv.writer(episodes_file)
+    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+
+    # ---- rollout storage, (num_steps, num_envs, ...)
+    obs = torch.zeros((args.num_steps, args.num_envs, obs_size), device=device)
+    actions = torch.zeros((args.num_steps, args.num_envs, action_size), device=device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
+    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
+    terminations = torch.zeros((args.num_steps, args.num_envs), device=device)
+    values = torch.zeros((args.num_steps, args.num_envs), device=device)
+    truncations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)  # and not terminated
+    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(true final obs) there
+
+    envs.action_space.seed(args.seed)
+    action_low, action_high = action_space.low.reshape(-1), action_space.high.reshape(-1)  # (action_size,)
+    num_iterations = args.total_timesteps // batch_size if args.total_timesteps else 0
+    next_obs_np, _ = envs.reset(seed=args.seed)
+    next_obs_np = next_obs_np.reshape(args.num_envs, -1)
+    if num_iterations > 0:  # only training updates the statistics (a loaded model evaluates with its own)
+        obs_rms.update(next_obs_np)
+    next_obs = torch.as_tensor(obs_rms.normalize(next_obs_np), dtype=torch.float32, device=device)
+    actor_params = list(agent.actor_mean.parameters()) + [agent.actor_logstd]  # moved by the natural gradient
+    episodic_returns = []
+    line_search_failures = 0
+    global_step = 0
+    start_time = last_print = time.time()
+    try:
+        for iteration in range(1, num_iterations + 1):
+            # ---- collect a rollout
+            for step in range(args.num_steps):
+                global_step += args.num_envs
+                obs[step] = next_obs
+                with torch.inference_mode():
+                    dist = agent.get_distribution(next_obs)
+                    action = dist.sample()  # log pi(a|s) sums over the independent action dimensions
+                    logprobs[step], values[step] = dist.log_prob(action).sum(1), agent.get_value(next_obs)
+                actions[step] = action
+                # Only the env sees the action clipped to its bounds; storage keeps the sample whose
+                # log-prob was taken (clipping it there would bias the policy gradient).
+                env_action = np.clip(action.cpu().numpy(), action_low, action_high).reshape(envs.action_space.shape)
+                next_obs_np, reward, terminated, truncated, infos = envs.step(env_action)
+                next_obs_np = next_obs_np.reshape(args.num_envs, -1)
+                obs_rms.update(next_obs_np)
+                rewards[step] = torch.from_numpy(reward)
+                terminations[step] = torch.from_numpy(terminated)
+                truncated_only = truncated & ~terminated  # a termination at the limit is an end
+                truncations[step] = torch.from_numpy(truncated_only)
+                if truncated_only.any():  # bootstrap a time limit from V(true final obs), normalised alike
+                    final_obs = np.stack([infos["final_obs"][i] for i in np.flatnonzero(truncated_only)])
+                    with torch.inference_mode():
+                        final_values[step, truncations[step]] = agent.get_value(torch.as_tensor(
+                            obs_rms.normalize(final_obs.reshape(len(final_obs), -1)), dtype=torch.float32, device=device))
+                next_obs = torch.as_tensor(obs_rms.normalize(next_obs_np), dtype=torch.float32, device=device)
+                if "_episode" in infos:
+                    wall_time = time.time() - start_time
+                    for i in np.flatnonzero(infos["_episode"]):
+                        episode_return = float(infos["episode"]["r"][i])
+                        episodes_csv.writerow([global_step, episode_return, int(infos["episode"]["l"][i]),
+                                               f"{wall_time:.3f}"])
+                        episodic_returns.append(episode_return)
+                        if args.track:
+                            wandb.log({"charts/episodic_return": episode_return,
+                                       "charts/episodic_length": int(infos["episode"]["l"][i])}, step=global_step)
+
+            # ---- advantages: next_values is V(s_t+1), replaced by V(final obs) where a step was truncated
+            with torch.inference_mode():
+                next_values = torch.cat([values[1:], agent.get_value(next_obs).unsqueeze(0)])
+            next_values = torch.where(truncations, final_values, next_values)
+            dones = terminations + truncations.float()  # an episode ended at step t, either way
+            advantages = compute_gae(rewards, values, next_values, terminations, dones, args.gamma, args.gae_lambda)
+            returns = advantages + values
+
+            # ---- policy: one natural-gradient step, kept inside the trust region by the line search
+            b_obs, b_actions, b_logprobs = obs.reshape(batch_size, -1), actions.reshape(batch_size, -1), logprobs.reshape(-1)
+            b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)  # over the rollout, as SB3
+            with torch.no_grad():
+                old_dist = agent.get_distribution(b_obs)  # pi_old, the rollout policy, held fixed
+            policy_terms = partial(surrogate_and_kl, agent, old_dist, b_obs, b_actions, b_logprobs, b_advantages)
+            surrogate, mean_kl = policy_terms()  # at theta_old: ratio 1, KL 0 (its gradient too)
+            policy_gradient = flat_grad(surrogate, actor_params, retain_graph=True)  # g, (n_actor_params,)
+            fisher_vector_product = make_fisher_vector_product(mean_kl, actor_params, args.cg_damping)
+            full_step = natural_gradient_step(policy_gradient, fisher_vector_product, args.max_kl, args.cg_iters)
+            if not torch.isfinite(full_step).all():  # a NaN surrogate (or gradient) ends here too
+                fail(f"the natural-gradient step became nan at step {global_step} (surrogate {surrogate.item()})")
+            accepted, step_fraction, new_surrogate, new_kl = line_search(
+                actor_params, full_step, policy_terms, surrogate.detach(), args.max_kl, args.line_search_steps,
+                args.line_search_shrink)
+            line_search_failures += not accepted
+
+            # ---- critic: regress V on the returns, critic_epochs over shuffled minibatches (as SB3-contrib)
+            for epoch in range(args.critic_epochs):
+                b_inds = torch.randperm(batch_size, device=device)
+                for start in range(0, batch_size, args.critic_minibatch_size):
+                    mb_inds = b_inds[start:start + args.critic_minibatch_size]
+                    v_loss = ((agent.get_value(b_obs[mb_inds]) - b_returns[mb_inds]) ** 2).mean()
+                    optimizer.zero_grad()
+                    v_loss.backward()
+                    optimizer.step()
+            if not torch.isfinite(v_loss):
+                fail(f"the value loss became {v_loss.item()} at step {global_step}")
+
+            sps = global_step / (time.time() - start_time)
+            if args.track:
+                explained_var = 1 - (b_returns - b_values).var() / b_returns.var()
+                wandb.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),
+                           "losses/surrogate_improvement": (new_surrogate - surrogate).item(), "losses/kl": float(new_kl),
+                           "losses/line_search_success": float(accepted), "losses/step_fraction": step_fraction,
+                           "losses/explained_variance": explained_var.item(), "charts/SPS": sps,
+                           "charts/action_std": agent.actor_logstd.exp().mean().item()}, step=global_step)
+            if time.time() - last_print > PROGRESS_SECONDS:
+                last_print = time.time()
+                episodes_file.flush()
+                eta = int(max(args.total_timesteps - global_step, 0) / sps)
+                print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
+                      f"{np.mean(episodic_returns[-10:]) if episodic_returns else float('nan'):.1f} | "
+                      f"ETA {eta // 60}:{eta % 60:02d} | line search failed {line_search_failures} of {iteration}")
+    except KeyboardInterrupt:
+        print(f"interrupted at step {global_step:,}: evaluating and saving what was learned")
+    episodes_file.close()
+    envs.close()
+    wall_time = time.time() - start_time
+    sps = global_step / max(wall_time, 1e-9)
+
+    if args.save_model:
+        model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
+        torch.save({"agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "obs_rms": obs_rms.state_dict(),
+                    "args": vars(args), "global_step": global_step}, model_file)
+        print(f"saved the model to {model_file}")
+    eval_returns = evaluate(agent, obs_rms, args, run_dir, device)
+    summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,
+               "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
+               "sps": sps, "wall_time": wall_time, "line_search_failures": line_search_failures,
+               "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                            "gymnasium": gym.__version__, "numpy": np.__version__}}
+    with open(os.path.join(run_dir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2)
+    if args.track:
+        wandb.log({"charts/SPS": sps, "eval/return_mean": summary["eval_return_mean"],
+                   "eval/return_std": summary["eval_return_std"]}, step=global_step)
+        wandb.finish()
+    print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS), line search failed "
+          f"{line_search_failures} times | deterministic evaluation {summary['eval_return_mean']:.2f} ± "
+          f"{summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
+    torch.set_num_threads(torch_threads)
+    return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
+            "wall_time": wall_time, "line_search_failures": line_search_failures}
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))
