@@ -34,6 +34,8 @@ TINY_ARGS = {
                "--hidden-sizes", "32", "32", "--eval-episodes", "2"],
     "td3.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",
                "--hidden-sizes", "32", "32", "--eval-episodes", "2"],
+    "trpo.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "512", "--num-envs", "2", "--num-steps", "256",
+                "--critic-epochs", "2", "--cg-iters", "10", "--eval-episodes", "2"],
     "value_iteration.py": ["--max-iterations", "50", "--eval-episodes", "10"],
 }
 DEFAULT_TINY_ARGS = ["--total-timesteps", "2000", "--eval-episodes", "2"]
