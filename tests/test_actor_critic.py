@@ -1,4 +1,4 @@
-"""ppo.py and a2c.py: GAE and n-step returns by hand (with a termination and a truncation), the
+"""ppo.py and a2c.py: GAE (also of ppo_continuous.py and trpo.py) and n-step returns by hand (with a termination and a truncation), the
 loop's bootstrap from V(true final obs), and learning CartPole."""
 
 import gymnasium as gym
@@ -10,9 +10,12 @@ from conftest import TimedEnv, load_module
 
 ppo = load_module("ppo.py")
 a2c = load_module("a2c.py")
+ppo_continuous = load_module("ppo_continuous.py")
+trpo = load_module("trpo.py")
 
 
-@pytest.mark.parametrize("module", [ppo, a2c], ids=["ppo", "a2c"])
+# The same compute_gae is in every on-policy script (copied, not imported): one hand-computed check for all.
+@pytest.mark.parametrize("module", [ppo, a2c, ppo_continuous, trpo], ids=["ppo", "a2c", "ppo_continuous", "trpo"])
 def test_gae_by_hand_with_a_termination_and_a_truncation(module):
     gamma, lam = 0.5, 0.5
     rewards = torch.ones(3, 2)

@@ -44,22 +44,6 @@ def register(env_id: str, entry_point, **kwargs) -> str:
     return env_id
 
 
-def test_gae_by_hand_with_a_termination_and_a_truncation():
-    gamma, lam = 0.5, 0.5
-    rewards = torch.ones(3, 2)
-    values = torch.full((3, 2), 2.0)
-    # Column 0 terminates at t=1 (its next value, 9, must be ignored), then bootstraps V(s_3) = 4.
-    # Column 1 is truncated at t=0 with V(true final obs) = 6; after that V(s_t+1) = 2.
-    next_values = torch.tensor([[2.0, 6.0], [9.0, 2.0], [4.0, 2.0]])
-    terminations = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
-    dones = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
-    advantages = ppo.compute_gae(rewards, values, next_values, terminations, dones, gamma, lam)
-    # Column 0: d2 = 1 + 0.5*4 - 2 = 1; d1 = 1 - 2 = -1 (no bootstrap, no carry); d0 = 1 + 0.5*2 - 2 = 0,
-    # A0 = 0 + 0.25 * (-1) = -0.25. Column 1: d2 = d1 = 1 + 1 - 2 = 0; d0 = 1 + 0.5*6 - 2 = 2, no carry.
-    assert advantages[:, 0].tolist() == [-0.25, -1.0, 1.0]
-    assert advantages[:, 1].tolist() == [2.0, 0.0, 0.0]
-
-
 @pytest.mark.parametrize("terminate_at", [None, 3])
 def test_loop_bootstraps_a_truncation_from_v_of_the_normalised_true_final_obs(in_tmp, monkeypatch, terminate_at):
     """Both envs end their episode at the third step: by the time limit (the advantage there is
