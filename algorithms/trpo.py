@@ -8,8 +8,9 @@ within max_kl and the surrogate improves (Appendix C). A separate critic is fitt
 https://arxiv.org/abs/1502.05477, https://arxiv.org/abs/1506.02438. Spaces: Box observations, Box actions.
 
 Defaults are the RL Zoo's tuned MuJoCo settings for SB3-contrib's TRPO, the benchmark reference (64-64
-tanh nets, observations normalised, rewards not). As in ppo_continuous.py, a time-limit truncation is
-bootstrapped from V(true final obs) and the observation statistics are saved with the model. The KL is
+tanh nets; `normalize: true`, which is SB3's VecNormalize: observations normalised and rewards divided by
+the running std of the discounted return). As in ppo_continuous.py, a time-limit truncation is
+bootstrapped from V(true final obs) and both normalisation statistics are saved with the model. The KL is
 KL(old || new), the paper's (SB3-contrib's is KL(new || old): the same Hessian at the old policy).
 
     python algorithms/trpo.py                               # Hopper-v5, 1M steps
@@ -96,6 +97,8 @@ class Args:
     """epochs of critic regression over each rollout (SB3-contrib's n_critic_updates; the Zoo's 20)"""
     critic_minibatch_size: int = 128
     """minibatch size of the critic regression (SB3-contrib's batch_size; the Zoo's 128)"""
+    norm_reward: bool = True
+    """divide rewards by the running std of the discounted return, clip +-10 (the Zoo's VecNormalize)"""
     eval_episodes: int = 10
     """deterministic evaluation episodes at the end (the action is the policy's mean)"""
 
@@ -138,6 +141,22 @@ class RunningMeanStd:
 
     def load_state_dict(self, state: dict) -> None:
         self.mean, self.var, self.count = state["mean"].numpy().copy(), state["var"].numpy().copy(), float(state["count"])
+
+
+class RewardScaler:
+    """Divide each reward by the running std of the discounted return (not of the reward) and clip it
+    to +-10, as SB3's VecNormalize does. The critic then regresses returns of order 1-10 instead of
+    hundreds, which Adam at lr 1e-3 fits far better. Each env's return accumulator restarts when its
+    episode ends (terminated or truncated)."""
+
+    def __init__(self, num_envs: int, gamma: float):
+        self.gamma, self.returns, self.return_rms = gamma, np.zeros(num_envs), RunningMeanStd()
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        self.returns = self.returns * self.gamma + rewards
+        self.return_rms.update(self.returns)
+        self.returns[dones] = 0.0
+        return np.clip(rewards / np.sqrt(self.return_rms.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
 
 
 # ---------------------------------------------------------------------------------------- Agent
@@ -335,13 +354,15 @@ def train(args: Args) -> dict:
     agent = Agent(obs_size, action_size).to(device)
     # Adam on the critic only (the policy moves by the natural gradient); eps 1e-5 as SB3; fused: faster on CPU
     optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
-    # Observation normalisation (the Zoo's, norm_obs only): shared by all envs, saved with the model
-    obs_rms = RunningMeanStd((obs_size,))
+    # Observation normalisation and reward scaling (the Zoo's VecNormalize): shared by all envs, saved with
+    # the model; evaluation reads the observation statistics and never updates them.
+    obs_rms, reward_scaler = RunningMeanStd((obs_size,)), RewardScaler(args.num_envs, args.gamma)
     if args.model_path is not None:
         try:
             checkpoint = torch.load(args.model_path, map_location=device)
             agent.load_state_dict(checkpoint["agent"])
             obs_rms.load_state_dict(checkpoint["obs_rms"])
+            reward_scaler.return_rms.load_state_dict(checkpoint["return_rms"])
         except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
             fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
 
@@ -401,7 +422,8 @@ def train(args: Args) -> dict:
                 next_obs_np, reward, terminated, truncated, infos = envs.step(env_action)
                 next_obs_np = next_obs_np.reshape(args.num_envs, -1)
                 obs_rms.update(next_obs_np)
-                rewards[step] = torch.from_numpy(reward)
+                # the episode statistics (RecordEpisodeStatistics) keep the raw rewards
+                rewards[step] = torch.from_numpy(reward_scaler(reward, terminated | truncated) if args.norm_reward else reward)
                 terminations[step] = torch.from_numpy(terminated)
                 truncated_only = truncated & ~terminated  # a termination at the limit is an end
                 truncations[step] = torch.from_numpy(truncated_only)
@@ -485,7 +507,7 @@ def train(args: Args) -> dict:
     if args.save_model:
         model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
         torch.save({"agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "obs_rms": obs_rms.state_dict(),
-                    "args": vars(args), "global_step": global_step}, model_file)
+                    "return_rms": reward_scaler.return_rms.state_dict(), "args": vars(args), "global_step": global_step}, model_file)
         print(f"saved the model to {model_file}")
     eval_returns = evaluate(agent, obs_rms, args, run_dir, device)
     summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,

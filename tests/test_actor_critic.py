@@ -1,5 +1,5 @@
 """ppo.py and a2c.py: GAE (also of ppo_continuous.py and trpo.py) and n-step returns by hand (with a termination and a truncation), the
-loop's bootstrap from V(true final obs), and learning CartPole."""
+observation and reward normalisers of ppo_continuous.py and trpo.py, the loop's bootstrap from V(true final obs), and learning CartPole."""
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +30,43 @@ def test_gae_by_hand_with_a_termination_and_a_truncation(module):
     # A0 = 0 + 0.25 * (-1) = -0.25. Column 1: d2 = d1 = 1 + 1 - 2 = 0; d0 = 1 + 0.5*6 - 2 = 2, no carry.
     assert advantages[:, 0].tolist() == [-0.25, -1.0, 1.0]
     assert advantages[:, 1].tolist() == [2.0, 0.0, 0.0]
+
+
+# RunningMeanStd and RewardScaler are copied into both continuous-action on-policy scripts: one check for both.
+@pytest.mark.parametrize("module", [ppo_continuous, trpo], ids=["ppo_continuous", "trpo"])
+def test_running_mean_std_matches_numpy_on_the_concatenated_batches_and_clips(module):
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=(n, 4)) for n in (1, 7, 2, 30, 1)]
+    rms = module.RunningMeanStd((4,))
+    for batch in batches:
+        rms.update(batch)
+    data = np.concatenate(batches)
+    # the prior count of 1e-4 (mean 0, var 1) shifts the figures by about 1e-4 / 41 relative
+    np.testing.assert_allclose(rms.mean, data.mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(rms.var, data.var(axis=0), rtol=1e-4)
+    assert rms.count == pytest.approx(len(data), abs=1e-3)
+    np.testing.assert_allclose(rms.normalize(data[:3]), (data[:3] - rms.mean) / np.sqrt(rms.var + 1e-8))
+    extreme = rms.mean + np.array([[100.0, -100.0, 0.0, 1.0]]) * np.sqrt(rms.var)
+    np.testing.assert_allclose(rms.normalize(extreme), [[10.0, -10.0, 0.0, 1.0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("module", [ppo_continuous, trpo], ids=["ppo_continuous", "trpo"])
+def test_reward_scaler_divides_by_the_std_of_the_discounted_return_and_resets_on_done(module):
+    scaler = module.RewardScaler(num_envs=2, gamma=0.5)
+    steps = [([1.0, 2.0], [False, False]), ([1.0, 2.0], [True, False]), ([4.0, 2.0], [False, False])]
+    seen_returns, expected_returns = [], [[1.0, 2.0], [1.5, 3.0], [4.0, 3.5]]  # env 0 restarts after its done
+    for (rewards, dones), expected in zip(steps, expected_returns):
+        scaled = scaler(np.array(rewards), np.array(dones))
+        seen_returns += expected
+        # divided by the std of every return seen so far (not of the rewards), never centred
+        np.testing.assert_allclose(scaled, np.array(rewards) / np.sqrt(np.var(seen_returns) + 1e-8), rtol=1e-3)
+    assert scaler.returns.tolist() == [4.0, 3.5]
+    scaler = module.RewardScaler(num_envs=2, gamma=0.99)
+    for _ in range(1000):  # zero rewards: the return's std shrinks to almost 0
+        scaler(np.zeros(2), np.array([True, True]))
+    # returns [1, -1] among 2000 zeros: std about 0.03, so the scaled rewards (about +-31) are clipped
+    np.testing.assert_allclose(scaler(np.array([1.0, -1.0]), np.array([True, False])), [10.0, -10.0])
+    assert scaler.returns.tolist() == [0.0, -1.0]
 
 
 def test_lambda_one_gives_the_n_step_returns_of_a2c():

@@ -1,6 +1,6 @@
 """ppo_continuous.py: GAE and the loop's bootstrap from V(true final obs) (truncation vs termination),
-the clipped losses by hand, the unclipped action and its log-prob in storage, the normalisers'
-math, the checkpoint's statistics, and learning InvertedPendulum."""
+the clipped losses by hand, the unclipped action and its log-prob in storage, the checkpoint's
+statistics, and learning InvertedPendulum (GAE and the normalisers' math: test_actor_critic.py)."""
 
 import gymnasium as gym
 import numpy as np
@@ -153,40 +153,6 @@ def test_storage_keeps_the_unclipped_action_and_its_log_prob_the_env_gets_it_cli
     # before the first gradient step new and stored log-probs agree (ratio 1) only if the stored
     # log-prob is that of the stored (unclipped) action
     assert torch.allclose(first_ratio[0], torch.ones(32), atol=1e-5)
-
-
-def test_running_mean_std_matches_numpy_on_the_concatenated_batches_and_clips():
-    rng = np.random.default_rng(0)
-    batches = [rng.normal(3.0, 2.0, size=(n, 4)) for n in (1, 7, 2, 30, 1)]
-    rms = ppo.RunningMeanStd((4,))
-    for batch in batches:
-        rms.update(batch)
-    data = np.concatenate(batches)
-    # the prior count of 1e-4 (mean 0, var 1) shifts the figures by about 1e-4 / 41 relative
-    np.testing.assert_allclose(rms.mean, data.mean(axis=0), rtol=1e-4)
-    np.testing.assert_allclose(rms.var, data.var(axis=0), rtol=1e-4)
-    assert rms.count == pytest.approx(len(data), abs=1e-3)
-    np.testing.assert_allclose(rms.normalize(data[:3]), (data[:3] - rms.mean) / np.sqrt(rms.var + 1e-8))
-    extreme = rms.mean + np.array([[100.0, -100.0, 0.0, 1.0]]) * np.sqrt(rms.var)
-    np.testing.assert_allclose(rms.normalize(extreme), [[10.0, -10.0, 0.0, 1.0]], atol=1e-6)
-
-
-def test_reward_scaler_divides_by_the_std_of_the_discounted_return_and_resets_on_done():
-    scaler = ppo.RewardScaler(num_envs=2, gamma=0.5)
-    steps = [([1.0, 2.0], [False, False]), ([1.0, 2.0], [True, False]), ([4.0, 2.0], [False, False])]
-    seen_returns, expected_returns = [], [[1.0, 2.0], [1.5, 3.0], [4.0, 3.5]]  # env 0 restarts after its done
-    for (rewards, dones), expected in zip(steps, expected_returns):
-        scaled = scaler(np.array(rewards), np.array(dones))
-        seen_returns += expected
-        # divided by the std of every return seen so far (not of the rewards), never centred
-        np.testing.assert_allclose(scaled, np.array(rewards) / np.sqrt(np.var(seen_returns) + 1e-8), rtol=1e-3)
-    assert scaler.returns.tolist() == [4.0, 3.5]
-    scaler = ppo.RewardScaler(num_envs=2, gamma=0.99)
-    for _ in range(1000):  # zero rewards: the return's std shrinks to almost 0
-        scaler(np.zeros(2), np.array([True, True]))
-    # returns [1, -1] among 2000 zeros: std about 0.03, so the scaled rewards (about +-31) are clipped
-    np.testing.assert_allclose(scaler(np.array([1.0, -1.0]), np.array([True, False])), [10.0, -10.0])
-    assert scaler.returns.tolist() == [0.0, -1.0]
 
 
 def test_checkpoint_restores_the_normalisation_statistics(in_tmp, monkeypatch):

@@ -1,6 +1,7 @@
 """trpo.py: conjugate gradient against numpy, the Fisher-vector product against an explicit Hessian of
 the mean KL, the step's scaling to max_kl, the line search's two conditions and its restore, GAE and
-the loop's bootstrap from V(true final obs), the checkpoint's statistics, and learning InvertedPendulum."""
+the loop's bootstrap from V(true final obs) and its reward scaling, the checkpoint's statistics, and
+learning InvertedPendulum."""
 
 import gymnasium as gym
 import numpy as np
@@ -197,6 +198,29 @@ def test_loop_bootstraps_a_truncation_from_v_of_the_normalised_true_final_obs(in
     assert advantages[2].tolist() == pytest.approx(expected.tolist(), abs=1e-6)
 
 
+@pytest.mark.parametrize("norm_reward", [True, False])
+def test_the_loop_scales_rewards_by_the_std_of_the_discounted_return_unless_told_not_to(in_tmp, monkeypatch,
+                                                                                        norm_reward):
+    """Reward 1 per step, episodes of 3: the discounted returns run 1, 1.9, 2.71, then restart at 1; each
+    reward reaching GAE is 1 / std(every return so far), clipped at 10 (and 1 with --no-norm-reward)."""
+    env_id = register("LucidRL/TrpoTimedNone-v0", BoxTimedEnv, max_episode_steps=3, kwargs={"terminate_at": None})
+    seen = []
+
+    def spy(rewards, *rest):
+        seen.append(rewards.clone())
+        return real_gae(rewards, *rest)
+
+    real_gae = trpo.compute_gae
+    monkeypatch.setattr(trpo, "compute_gae", spy)
+    trpo.train(trpo.Args(env_id=env_id, num_envs=2, num_steps=4, critic_minibatch_size=4, total_timesteps=8,
+                         eval_episodes=1, gamma=0.9, norm_reward=norm_reward))
+    returns_so_far, expected = [], []
+    for discounted_return in [1.0, 1.9, 2.71, 1.0]:
+        returns_so_far += [discounted_return] * 2
+        expected.append(min(1.0 / np.sqrt(np.var(returns_so_far) + 1e-8), 10.0) if norm_reward else 1.0)
+    np.testing.assert_allclose(seen[0].numpy(), np.repeat(np.array(expected)[:, None], 2, axis=1), rtol=1e-3)
+
+
 def test_only_the_critic_is_trained_by_adam_and_a_failed_line_search_keeps_the_policy(in_tmp, monkeypatch):
     """A line search that never succeeds (no KL is <= -1) leaves the policy exactly as initialised, bit for
     bit, while Adam moves the critic."""
@@ -233,16 +257,19 @@ def test_checkpoint_restores_the_normalisation_statistics(in_tmp, monkeypatch):
     monkeypatch.setattr(trpo, "RunningMeanStd", RecordedRunningMeanStd)
     common = dict(env_id="Pendulum-v1", num_envs=2, num_steps=256, critic_epochs=2, eval_episodes=2)
     trained = trpo.train(trpo.Args(total_timesteps=512, save_model=True, **common))
-    obs_rms = instances[0]
+    obs_rms, return_rms = instances[0], instances[1]  # made in this order by train()
     checkpoint = torch.load(f"{trained['run_dir']}/trpo.pt")
     assert np.array_equal(checkpoint["obs_rms"]["mean"].numpy(), obs_rms.mean)
     assert np.array_equal(checkpoint["obs_rms"]["var"].numpy(), obs_rms.var)
     assert checkpoint["obs_rms"]["count"] == obs_rms.count > 512
+    assert np.array_equal(checkpoint["return_rms"]["var"].numpy(), return_rms.var)
+    assert checkpoint["return_rms"]["count"] == return_rms.count > 512
     assert not np.allclose(obs_rms.mean, 0.0) and not np.allclose(obs_rms.var, 1.0)
 
     reloaded = trpo.train(trpo.Args(total_timesteps=0, model_path=f"{trained['run_dir']}/trpo.pt", **common))
     assert reloaded["eval_returns"] == trained["eval_returns"]
-    assert np.array_equal(instances[1].mean, obs_rms.mean), "evaluation changed the loaded statistics"
+    assert np.array_equal(instances[2].mean, obs_rms.mean), "evaluation changed the loaded statistics"
+    assert np.array_equal(instances[3].var, return_rms.var), "the reload lost the return statistics"
     agent = trpo.Agent(3, 1)
     agent.load_state_dict(checkpoint["agent"])
     default_stats = trpo.evaluate(agent, trpo.RunningMeanStd((3,)), trpo.Args(**common), trained["run_dir"],
