@@ -205,10 +205,15 @@ def run_one(job: Job, seed, run_root: Path, label: str) -> tuple:
 
 
 def run_suite(args: Args, suite: str, jobs: list, done: set) -> list:
-    """Run every (job, seed) not yet done; returns the failures."""
+    """Run every (job, seed) not yet done; returns the failures. Done: in the results file, or a finished
+    raw run (with its summary.json) that a killed runner never got to write there."""
+    def finished(job: Job, seed) -> bool:
+        run_root = Path(args.logs_dir) / suite / job.name / f"seed{seed}"
+        return (job.name, str(seed)) in done or any(run_root.glob("runs/*/summary.json"))
+
     todo = [(job, seed) for job in jobs for seed in job.seeds
             if (args.only is None or args.only in job.name) and (args.seeds is None or seed in args.seeds)
-            and (args.force or (job.name, str(seed)) not in done)]
+            and (args.force or not finished(job, seed))]
     total_steps = sum(job.total_timesteps or 0 for job, _ in todo)
     print(f"{suite}: {len(todo)} runs to do ({total_steps:,} environment steps), {args.workers} at a time", flush=True)
     progress = {"finished": 0, "steps": 0, "start": time.time()}

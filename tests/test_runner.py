@@ -76,6 +76,13 @@ def test_quick_suite_end_to_end_then_skips_what_exists(tmp_path):
     assert again.returncode == 0 and "0 runs to do" in again.stdout
     assert read_rows(tmp_path / "results" / "quick.csv") == rows
 
+    # A runner killed before it wrote the results file: its finished raw runs count as done.
+    (tmp_path / "results" / "quick.csv").unlink()
+    after_kill = run_runner(suite, tmp_path)
+    assert after_kill.returncode == 0 and "0 runs to do" in after_kill.stdout
+    assert {(row["job"], row["seed"]) for row in read_rows(tmp_path / "results" / "quick.csv")} == \
+        {(row["job"], row["seed"]) for row in rows}
+
 
 def test_a_failed_and_a_killed_job_are_reported_and_the_rest_go_on(tmp_path):
     suite = tmp_path / "mixed.toml"
