@@ -7,6 +7,9 @@ https://arxiv.org/abs/1602.01783. Defaults follow Stable-Baselines3's A2C and th
 CartPole settings: 8 envs x 5 steps, RMSprop (alpha 0.99, eps 1e-5) at 7e-4, as the paper used
 RMSprop; --optimizer adam is there for comparison.
 
+Optional observation normalisation and reward scaling (--norm-obs, --norm-reward; SB3's VecNormalize,
+which the Zoo turns on for A2C on Acrobot and MountainCar), saved with the model when used.
+
 Separate actor and critic networks (64-64 tanh each), as SB3's MlpPolicy: the paper shared a
 trunk to save compute on Atari pixels, but on small vector observations a shared trunk lets the value
 loss (scaled by vf_coef) pull the policy's features around. A time-limit truncation is bootstrapped
@@ -43,6 +46,8 @@ from torch.distributions import Categorical
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
 PROGRESS_SECONDS = 5.0  # at most one console progress line this often
 LOG_EVERY_ITERATIONS = 100  # losses go to W&B every this many updates (one update per 40 steps)
+NORM_CLIP = 10.0  # normalised observations and scaled rewards are clipped to +-10 (as in SB3's VecNormalize)
+NORM_EPSILON = 1e-8  # keeps the division by a running std finite
 
 
 # ---------------------------------------------------------------------------------------- Args
@@ -94,6 +99,10 @@ class Args:
     """weight of the value loss"""
     max_grad_norm: float = 0.5
     """clip the global gradient norm"""
+    norm_obs: bool = False
+    """normalise observations by running mean and std, clip +-10 (SB3's VecNormalize)"""
+    norm_reward: bool = False
+    """divide rewards by the running std of the discounted return, clip +-10 (SB3's VecNormalize)"""
     eval_episodes: int = 10
     """greedy evaluation episodes at the end"""
 
@@ -110,6 +119,53 @@ def make_env(env_id: str, render_mode: Optional[str] = None):
         return gym.make(env_id, render_mode=render_mode)
 
     return thunk
+
+
+class RunningMeanStd:
+    """Running mean and variance of a stream of batches, merged batch by batch (the parallel algorithm
+    of Chan et al. 1979, as in SB3 and gymnasium). float64, like the observations' statistics in SB3."""
+
+    def __init__(self, shape: tuple = ()):
+        self.mean, self.var = np.zeros(shape), np.ones(shape)
+        self.count = 1e-4  # a tiny prior count so the first merge needs no special case (as SB3)
+
+    def update(self, batch: np.ndarray) -> None:
+        """batch: (n, *shape), n samples merged at once."""
+        batch_mean, batch_var, batch_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        delta, total = batch_mean - self.mean, self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        self.var = (self.var * self.count + batch_var * batch_count + delta ** 2 * self.count * batch_count / total) / total
+        self.count = total
+
+    def normalize(self, batch: np.ndarray) -> np.ndarray:
+        return np.clip((batch - self.mean) / np.sqrt(self.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
+
+    def state_dict(self) -> dict:  # tensors, so torch.load's safe (weights-only) mode reads them back
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"].numpy().copy(), state["var"].numpy().copy(), float(state["count"])
+
+
+class RewardScaler:
+    """Divide each reward by the running std of the discounted return (not of the reward) and clip it
+    to +-10, as SB3's VecNormalize does. Each env's return accumulator restarts when its episode ends
+    (terminated or truncated)."""
+
+    def __init__(self, num_envs: int, gamma: float):
+        self.gamma, self.returns, self.return_rms = gamma, np.zeros(num_envs), RunningMeanStd()
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        self.returns = self.returns * self.gamma + rewards
+        self.return_rms.update(self.returns)
+        self.returns[dones] = 0.0
+        return np.clip(rewards / np.sqrt(self.return_rms.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
+
+
+def network_input(raw_obs: np.ndarray, obs_rms: Optional[RunningMeanStd], device: torch.device) -> torch.Tensor:
+    """(n, obs_size) observations as the networks' float32 input, normalised by obs_rms when given."""
+    return torch.as_tensor(raw_obs if obs_rms is None else obs_rms.normalize(raw_obs), dtype=torch.float32,
+                           device=device)
 
 
 # ---------------------------------------------------------------------------------------- Agent
@@ -159,8 +215,9 @@ def compute_gae(rewards, values, next_values, terminations, dones, gamma: float,
     return advantages
 
 
-def evaluate(agent: Agent, args: Args, run_dir: str, device: torch.device) -> list:
-    """Greedy (argmax) episodes in a fresh env seeded apart from training; returns their returns."""
+def evaluate(agent: Agent, obs_rms: Optional[RunningMeanStd], args: Args, run_dir: str, device: torch.device) -> list:
+    """Greedy (argmax) episodes in a fresh env seeded apart from training, observations normalised by the
+    training statistics (frozen) when obs_rms is given; returns their returns."""
     env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)()
     if args.capture_video:
         env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
@@ -170,7 +227,7 @@ def evaluate(agent: Agent, args: Args, run_dir: str, device: torch.device) -> li
         episode_return, done = 0.0, False
         while not done:
             with torch.inference_mode():
-                logits = agent.actor(torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1))
+                logits = agent.actor(network_input(obs.reshape(1, -1), obs_rms, device))
             obs, reward, terminated, truncated, _ = env.step(int(logits.argmax()))
             episode_return += float(reward)
             done = terminated or truncated
@@ -217,9 +274,21 @@ def train(args: Args) -> dict:
         optimizer = torch.optim.RMSprop(agent.parameters(), lr=args.learning_rate, alpha=0.99, eps=1e-5)
     else:
         optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    # Normalisation (when asked): one set of statistics shared by all envs, saved with the model
+    obs_rms = RunningMeanStd((obs_size,)) if args.norm_obs else None
+    reward_scaler = RewardScaler(args.num_envs, args.gamma) if args.norm_reward else None
     if args.model_path is not None:
         try:
-            agent.load_state_dict(torch.load(args.model_path, map_location=device)["agent"])
+            checkpoint = torch.load(args.model_path, map_location=device)
+            saved_with = (checkpoint.get("obs_rms") is not None, checkpoint.get("return_rms") is not None)
+            if saved_with != (args.norm_obs, args.norm_reward):
+                fail(f"--model-path {args.model_path} was saved with norm_obs={saved_with[0]}, norm_reward="
+                     f"{saved_with[1]}: give the same --norm-obs / --norm-reward flags")
+            agent.load_state_dict(checkpoint["agent"])
+            if obs_rms is not None:
+                obs_rms.load_state_dict(checkpoint["obs_rms"])
+            if reward_scaler is not None:
+                reward_scaler.return_rms.load_state_dict(checkpoint["return_rms"])
         except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
             fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
 
@@ -245,9 +314,12 @@ def train(args: Args) -> dict:
     final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(true final obs) there
 
     envs.action_space.seed(args.seed)
-    next_obs, _ = envs.reset(seed=args.seed)
-    next_obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device).reshape(args.num_envs, -1)
     num_iterations = args.total_timesteps // batch_size if args.total_timesteps else 0
+    next_obs_np, _ = envs.reset(seed=args.seed)
+    next_obs_np = next_obs_np.reshape(args.num_envs, -1)
+    if obs_rms is not None and num_iterations > 0:  # only training updates the statistics
+        obs_rms.update(next_obs_np)
+    next_obs = network_input(next_obs_np, obs_rms, device)
     episodic_returns = []
     global_step = 0
     start_time = last_print = time.time()
@@ -264,16 +336,22 @@ def train(args: Args) -> dict:
                     action, _, _, value = agent.get_action_and_value(next_obs)
                 actions[step], values[step] = action, value
                 next_obs_np, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+                next_obs_np = next_obs_np.reshape(args.num_envs, -1)
+                if obs_rms is not None:
+                    obs_rms.update(next_obs_np)
+                # the episode statistics (RecordEpisodeStatistics) keep the raw rewards
+                if reward_scaler is not None:
+                    reward = reward_scaler(reward, terminated | truncated)
                 rewards[step] = torch.from_numpy(reward)
                 terminations[step] = torch.from_numpy(terminated)
                 truncated_only = truncated & ~terminated  # a termination at the limit is an end
                 truncations[step] = torch.from_numpy(truncated_only)
-                if truncated_only.any():  # bootstrap a time limit from V(true final obs)
+                if truncated_only.any():  # bootstrap a time limit from V(true final obs), normalised alike
                     final_obs = np.stack([infos["final_obs"][i] for i in np.flatnonzero(truncated_only)])
                     with torch.inference_mode():
                         final_values[step, truncations[step]] = agent.get_value(
-                            torch.as_tensor(final_obs, dtype=torch.float32, device=device).reshape(len(final_obs), -1))
-                next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device).reshape(args.num_envs, -1)
+                            network_input(final_obs.reshape(len(final_obs), -1), obs_rms, device))
+                next_obs = network_input(next_obs_np, obs_rms, device)
                 if "_episode" in infos:
                     wall_time = time.time() - start_time
                     for i in np.flatnonzero(infos["_episode"]):
@@ -333,9 +411,11 @@ def train(args: Args) -> dict:
     if args.save_model:
         model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
         torch.save({"agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "args": vars(args),
+                    "obs_rms": obs_rms and obs_rms.state_dict(),
+                    "return_rms": reward_scaler and reward_scaler.return_rms.state_dict(),
                     "global_step": global_step}, model_file)
         print(f"saved the model to {model_file}")
-    eval_returns = evaluate(agent, args, run_dir, device)
+    eval_returns = evaluate(agent, obs_rms, args, run_dir, device)
     summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,
                "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
                "sps": sps, "wall_time": wall_time,

@@ -1,5 +1,6 @@
 """ppo.py and a2c.py: GAE (also of ppo_continuous.py and trpo.py) and n-step returns by hand (with a termination and a truncation), the
-observation and reward normalisers of ppo_continuous.py and trpo.py, the loop's bootstrap from V(true final obs), and learning CartPole."""
+observation and reward normalisers of ppo_continuous.py, trpo.py and a2c.py (its optional ones also in the
+loop and the checkpoint), the loop's bootstrap from V(true final obs), and learning CartPole."""
 
 import gymnasium as gym
 import numpy as np
@@ -32,8 +33,8 @@ def test_gae_by_hand_with_a_termination_and_a_truncation(module):
     assert advantages[:, 1].tolist() == [2.0, 0.0, 0.0]
 
 
-# RunningMeanStd and RewardScaler are copied into both continuous-action on-policy scripts: one check for both.
-@pytest.mark.parametrize("module", [ppo_continuous, trpo], ids=["ppo_continuous", "trpo"])
+# RunningMeanStd and RewardScaler are copied into three scripts (a2c.py's are optional): one check for all.
+@pytest.mark.parametrize("module", [ppo_continuous, trpo, a2c], ids=["ppo_continuous", "trpo", "a2c"])
 def test_running_mean_std_matches_numpy_on_the_concatenated_batches_and_clips(module):
     rng = np.random.default_rng(0)
     batches = [rng.normal(3.0, 2.0, size=(n, 4)) for n in (1, 7, 2, 30, 1)]
@@ -50,7 +51,7 @@ def test_running_mean_std_matches_numpy_on_the_concatenated_batches_and_clips(mo
     np.testing.assert_allclose(rms.normalize(extreme), [[10.0, -10.0, 0.0, 1.0]], atol=1e-6)
 
 
-@pytest.mark.parametrize("module", [ppo_continuous, trpo], ids=["ppo_continuous", "trpo"])
+@pytest.mark.parametrize("module", [ppo_continuous, trpo, a2c], ids=["ppo_continuous", "trpo", "a2c"])
 def test_reward_scaler_divides_by_the_std_of_the_discounted_return_and_resets_on_done(module):
     scaler = module.RewardScaler(num_envs=2, gamma=0.5)
     steps = [([1.0, 2.0], [False, False]), ([1.0, 2.0], [True, False]), ([4.0, 2.0], [False, False])]
@@ -108,6 +109,57 @@ def test_loop_bootstraps_a_truncation_from_v_of_the_true_final_obs(in_tmp, monke
         assert next_values[2].tolist() == pytest.approx([final_value, final_value])
     else:
         assert terminations[2].tolist() == [1.0, 1.0]
+
+
+def test_a2c_with_norm_obs_bootstraps_a_truncation_from_v_of_the_normalised_final_obs(in_tmp, monkeypatch):
+    """With --norm-obs every network input is normalised, the truncated episode's final obs [3, 1] too."""
+    env_id = "LucidRL/AcTimeda2cNormNone-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=TimedEnv, max_episode_steps=3, kwargs={"terminate_at": None})
+    agents, normalised, seen = [], [], []
+
+    class RecordedAgent(a2c.Agent):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            agents.append(self)
+
+    class RecordedRunningMeanStd(a2c.RunningMeanStd):
+        def normalize(self, batch):
+            result = super().normalize(batch)
+            normalised.append((np.array(batch), result.copy()))
+            return result
+
+    def spy(rewards, values, next_values, *rest):
+        final_inputs = [out for raw, out in normalised if raw.shape[0] == 2 and (raw[:, 0] == 3).all()]
+        with torch.no_grad():  # the agent has not been updated yet in this iteration
+            seen.append((next_values.clone(), agents[0].get_value(torch.as_tensor(final_inputs[0], dtype=torch.float32))))
+        return real_gae(rewards, values, next_values, *rest)
+
+    real_gae = a2c.compute_gae
+    monkeypatch.setattr(a2c, "Agent", RecordedAgent)
+    monkeypatch.setattr(a2c, "RunningMeanStd", RecordedRunningMeanStd)
+    monkeypatch.setattr(a2c, "compute_gae", spy)
+    a2c.train(a2c.Args(env_id=env_id, num_envs=2, num_steps=4, total_timesteps=8, eval_episodes=1, norm_obs=True))
+    next_values, final_values = seen[0]
+    assert not np.allclose(normalised[-1][1], normalised[-1][0]), "the inputs were not normalised"
+    assert next_values[2].tolist() == pytest.approx(final_values.tolist())
+
+
+def test_a2c_checkpoint_restores_the_normalisation_statistics_and_needs_the_same_flags(in_tmp, capsys):
+    common = dict(env_id="CartPole-v1", num_envs=2, eval_episodes=2, norm_obs=True, norm_reward=True)
+    trained = a2c.train(a2c.Args(total_timesteps=2_000, save_model=True, seed=3, **common))
+    model = f"{trained['run_dir']}/a2c.pt"
+    checkpoint = torch.load(model)
+    assert checkpoint["obs_rms"]["count"] > 2_000 and checkpoint["return_rms"]["count"] > 1_000
+    reloaded = a2c.train(a2c.Args(total_timesteps=0, model_path=model, seed=3, **common))
+    assert reloaded["eval_returns"] == trained["eval_returns"]
+    agent = a2c.Agent(4, 2)
+    agent.load_state_dict(checkpoint["agent"])  # the same weights fed raw observations act differently
+    assert a2c.evaluate(agent, None, a2c.Args(seed=3, **common), trained["run_dir"], torch.device("cpu")) != \
+        trained["eval_returns"]
+    with pytest.raises(SystemExit) as exit_info:
+        a2c.train(a2c.Args(total_timesteps=0, model_path=model, env_id="CartPole-v1", norm_reward=True))
+    assert exit_info.value.code == 2 and "--norm-obs" in capsys.readouterr().err
 
 
 @pytest.mark.learning
