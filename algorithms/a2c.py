@@ -123,7 +123,7 @@ def make_env(env_id: str, render_mode: Optional[str] = None):
 
 class RunningMeanStd:
     """Running mean and variance of a stream of batches, merged batch by batch (the parallel algorithm
-    of Chan et al. 1979, as in SB3 and gymnasium). float64, like the observations' statistics in SB3."""
+    of Chan et al. 1979, as in SB3 and gymnasium), in float64 (as SB3)."""
 
     def __init__(self, shape: tuple = ()):
         self.mean, self.var = np.zeros(shape), np.ones(shape)
@@ -149,8 +149,8 @@ class RunningMeanStd:
 
 class RewardScaler:
     """Divide each reward by the running std of the discounted return (not of the reward) and clip it
-    to +-10, as SB3's VecNormalize does. Each env's return accumulator restarts when its episode ends
-    (terminated or truncated)."""
+    to +-10, as SB3's VecNormalize and gymnasium's NormalizeReward do. Each env's return accumulator
+    restarts when its episode ends (terminated or truncated)."""
 
     def __init__(self, num_envs: int, gamma: float):
         self.gamma, self.returns, self.return_rms = gamma, np.zeros(num_envs), RunningMeanStd()
@@ -411,8 +411,8 @@ def train(args: Args) -> dict:
     if args.save_model:
         model_file = os.path.join(run_dir, f"{args.exp_name}.pt")
         torch.save({"agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "args": vars(args),
-                    "obs_rms": obs_rms and obs_rms.state_dict(),
-                    "return_rms": reward_scaler and reward_scaler.return_rms.state_dict(),
+                    "obs_rms": obs_rms.state_dict() if obs_rms else None,
+                    "return_rms": reward_scaler.return_rms.state_dict() if reward_scaler else None,
                     "global_step": global_step}, model_file)
         print(f"saved the model to {model_file}")
     eval_returns = evaluate(agent, obs_rms, args, run_dir, device)

@@ -122,7 +122,7 @@ def make_env(env_id: str, render_mode: Optional[str] = None):
 
 class RunningMeanStd:
     """Running mean and variance of a stream of batches, merged batch by batch (the parallel algorithm
-    of Chan et al. 1979, as in SB3 and gymnasium). float64, like the MuJoCo observations."""
+    of Chan et al. 1979, as in SB3 and gymnasium), in float64 (as SB3)."""
 
     def __init__(self, shape: tuple = ()):
         self.mean, self.var = np.zeros(shape), np.ones(shape)
@@ -148,8 +148,8 @@ class RunningMeanStd:
 
 class RewardScaler:
     """Divide each reward by the running std of the discounted return (not of the reward) and clip it
-    to +-10, as SB3's VecNormalize and gymnasium's NormalizeReward do (continuous details 8, 9).
-    Each env's return accumulator restarts when its episode ends (terminated or truncated)."""
+    to +-10, as SB3's VecNormalize and gymnasium's NormalizeReward do. Each env's return accumulator
+    restarts when its episode ends (terminated or truncated)."""
 
     def __init__(self, num_envs: int, gamma: float):
         self.gamma, self.returns, self.return_rms = gamma, np.zeros(num_envs), RunningMeanStd()

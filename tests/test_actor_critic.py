@@ -80,17 +80,25 @@ def test_lambda_one_gives_the_n_step_returns_of_a2c():
     assert returns[:, 0].tolist() == [3.75, 5.5, 7.0]
 
 
-@pytest.mark.parametrize("module", [ppo, a2c], ids=["ppo", "a2c"])
-@pytest.mark.parametrize("terminate_at", [None, 3])
-def test_loop_bootstraps_a_truncation_from_v_of_the_true_final_obs(in_tmp, monkeypatch, module, terminate_at):
-    env_id = f"LucidRL/AcTimed{module.__name__}{terminate_at}-v0"
-    gym.register(env_id, entry_point=TimedEnv, max_episode_steps=3, kwargs={"terminate_at": terminate_at})
-    agents, seen = [], []
+def record_agents(monkeypatch, module) -> list:
+    """Make module.train build agents that list themselves in the returned list (to read their values)."""
+    agents = []
 
     class RecordedAgent(module.Agent):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
             agents.append(self)
+
+    monkeypatch.setattr(module, "Agent", RecordedAgent)
+    return agents
+
+
+@pytest.mark.parametrize("module", [ppo, a2c], ids=["ppo", "a2c"])
+@pytest.mark.parametrize("terminate_at", [None, 3])
+def test_loop_bootstraps_a_truncation_from_v_of_the_true_final_obs(in_tmp, monkeypatch, module, terminate_at):
+    env_id = f"LucidRL/AcTimed{module.__name__}{terminate_at}-v0"
+    gym.register(env_id, entry_point=TimedEnv, max_episode_steps=3, kwargs={"terminate_at": terminate_at})
+    seen = []
 
     def spy(rewards, values, next_values, terminations, dones, gamma, gae_lambda):
         with torch.no_grad():  # the agent has not been updated yet in this iteration
@@ -99,7 +107,7 @@ def test_loop_bootstraps_a_truncation_from_v_of_the_true_final_obs(in_tmp, monke
         return real_gae(rewards, values, next_values, terminations, dones, gamma, gae_lambda)
 
     real_gae = module.compute_gae
-    monkeypatch.setattr(module, "Agent", RecordedAgent)
+    agents = record_agents(monkeypatch, module)
     monkeypatch.setattr(module, "compute_gae", spy)
     module.train(module.Args(env_id=env_id, num_envs=2, num_steps=4, total_timesteps=8, eval_episodes=1))
     next_values, terminations, dones, final_value = seen[0]
@@ -116,12 +124,7 @@ def test_a2c_with_norm_obs_bootstraps_a_truncation_from_v_of_the_normalised_fina
     env_id = "LucidRL/AcTimeda2cNormNone-v0"
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=TimedEnv, max_episode_steps=3, kwargs={"terminate_at": None})
-    agents, normalised, seen = [], [], []
-
-    class RecordedAgent(a2c.Agent):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            agents.append(self)
+    normalised, seen = [], []
 
     class RecordedRunningMeanStd(a2c.RunningMeanStd):
         def normalize(self, batch):
@@ -136,7 +139,7 @@ def test_a2c_with_norm_obs_bootstraps_a_truncation_from_v_of_the_normalised_fina
         return real_gae(rewards, values, next_values, *rest)
 
     real_gae = a2c.compute_gae
-    monkeypatch.setattr(a2c, "Agent", RecordedAgent)
+    agents = record_agents(monkeypatch, a2c)
     monkeypatch.setattr(a2c, "RunningMeanStd", RecordedRunningMeanStd)
     monkeypatch.setattr(a2c, "compute_gae", spy)
     a2c.train(a2c.Args(env_id=env_id, num_envs=2, num_steps=4, total_timesteps=8, eval_episodes=1, norm_obs=True))
