@@ -299,11 +299,9 @@ def train(args: Args) -> dict:
     for name in ("num_envs", "num_steps", "critic_epochs", "critic_minibatch_size", "cg_iters", "eval_episodes"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
-    if args.total_timesteps < 0:
-        fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
     batch_size = args.num_envs * args.num_steps
-    if 0 < args.total_timesteps < batch_size:
-        fail(f"--total-timesteps ({args.total_timesteps}) must be 0 or at least one rollout, {batch_size} steps")
+    if args.total_timesteps < 0 or 0 < args.total_timesteps < batch_size:
+        fail(f"--total-timesteps must be 0 (only evaluate) or at least one rollout, {batch_size}; got {args.total_timesteps}")
     if not (0.0 <= args.gamma <= 1.0 and 0.0 <= args.gae_lambda <= 1.0 and args.max_kl > 0.0 and args.cg_damping >= 0.0):
         fail(f"need --gamma and --gae-lambda in [0, 1], --max-kl > 0 and --cg-damping >= 0; got {args.gamma}, "
              f"{args.gae_lambda}, {args.max_kl}, {args.cg_damping}")
@@ -319,11 +317,10 @@ def train(args: Args) -> dict:
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
-    if not isinstance(action_space, gym.spaces.Box):
-        fail(f"trpo.py needs a continuous (Box) action space; {args.env_id} has {action_space}. Try "
-             + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete) else "ppo.py or dqn.py."))
-    if not isinstance(obs_space, gym.spaces.Box):
-        fail(f"trpo.py needs Box observations; {args.env_id} has {obs_space}. Try FlattenObservation.")
+    if not isinstance(obs_space, gym.spaces.Box) or not isinstance(action_space, gym.spaces.Box):
+        fail(f"trpo.py needs Box observations and Box actions; {args.env_id} has {obs_space} and {action_space}. Try "
+             + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete) else "FlattenObservation." if
+                isinstance(action_space, gym.spaces.Box) else "ppo.py or dqn.py."))
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -365,9 +362,8 @@ def train(args: Args) -> dict:
     # ---- rollout storage, (num_steps, num_envs, ...)
     obs = torch.zeros((args.num_steps, args.num_envs, obs_size), device=device)
     actions = torch.zeros((args.num_steps, args.num_envs, action_size), device=device)
-    logprobs, rewards, terminations, values = torch.zeros((4, args.num_steps, args.num_envs), device=device)
-    truncations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)  # and not terminated
-    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(true final obs) there
+    logprobs, rewards, terminations, values, final_values = torch.zeros((5, args.num_steps, args.num_envs), device=device)
+    truncations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)  # final_values: V(final obs)
 
     envs.action_space.seed(args.seed)
     action_low, action_high = action_space.low.reshape(-1), action_space.high.reshape(-1)  # (action_size,)
@@ -453,8 +449,6 @@ def train(args: Args) -> dict:
                     optimizer.zero_grad()
                     v_loss.backward()
                     optimizer.step()
-            if not torch.isfinite(v_loss):
-                fail(f"the value loss became {v_loss.item()} at step {global_step}")
 
             sps = global_step / (time.time() - start_time)
             if args.track:
@@ -495,9 +489,8 @@ def train(args: Args) -> dict:
         wandb.log({"charts/SPS": sps, "eval/return_mean": summary["eval_return_mean"],
                    "eval/return_std": summary["eval_return_std"]}, step=global_step)
         wandb.finish()
-    print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS), line search failed "
-          f"{line_search_failures} times | deterministic evaluation {summary['eval_return_mean']:.2f} ± "
-          f"{summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
+    print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS) | deterministic evaluation "
+          f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
     torch.set_num_threads(torch_threads)
     return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
             "wall_time": wall_time, "line_search_failures": line_search_failures}
