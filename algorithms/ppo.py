@@ -190,6 +190,8 @@ def train(args: Args) -> dict:
     if args.total_timesteps < 0:
         fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
     batch_size = args.num_envs * args.num_steps
+    if 0 < args.total_timesteps < batch_size:
+        fail(f"--total-timesteps ({args.total_timesteps}) must be 0 or at least one rollout, {batch_size} steps")
     if args.num_minibatches > batch_size:
         fail(f"--num-minibatches ({args.num_minibatches}) must not exceed the rollout size {batch_size}")
     if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:

@@ -1,13 +1,14 @@
 """ppo.py and a2c.py: GAE (also of ppo_continuous.py and trpo.py) and n-step returns by hand (with a termination and a truncation), the
 observation and reward normalisers of ppo_continuous.py, trpo.py and a2c.py (its optional ones also in the
-loop and the checkpoint), the loop's bootstrap from V(true final obs), and learning CartPole."""
+loop and the checkpoint), the loop's bootstrap from V(true final obs), the refusal of a budget below one rollout
+(all four on-policy scripts), and learning CartPole."""
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from conftest import TimedEnv, load_module
+from conftest import TimedEnv, load_module, run_in_process
 
 ppo = load_module("ppo.py")
 a2c = load_module("a2c.py")
@@ -31,6 +32,15 @@ def test_gae_by_hand_with_a_termination_and_a_truncation(module):
     # A0 = 0 + 0.25 * (-1) = -0.25. Column 1: d2 = d1 = 1 + 1 - 2 = 0; d0 = 1 + 0.5*6 - 2 = 2, no carry.
     assert advantages[:, 0].tolist() == [-0.25, -1.0, 1.0]
     assert advantages[:, 1].tolist() == [2.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("script, default_rollout", [("ppo.py", 512), ("a2c.py", 40), ("ppo_continuous.py", 2048),
+                                                     ("trpo.py", 2048)])
+def test_a_budget_smaller_than_one_rollout_is_refused(script, default_rollout, in_tmp, capsys):
+    """Training updates once per rollout: a budget below one would silently train nothing."""
+    status, stderr = run_in_process(script, ["--total-timesteps", str(default_rollout - 1)], capsys)
+    assert status == 2 and "--total-timesteps" in stderr and f"{default_rollout}" in stderr, stderr
+    assert not (in_tmp / "runs").exists()
 
 
 # RunningMeanStd and RewardScaler are copied into three scripts (a2c.py's are optional): one check for all.
