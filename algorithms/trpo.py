@@ -301,7 +301,7 @@ def train(args: Args) -> dict:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
     batch_size = args.num_envs * args.num_steps
     if args.total_timesteps < 0 or 0 < args.total_timesteps < batch_size:
-        fail(f"--total-timesteps must be 0 (only evaluate) or at least one rollout, {batch_size}; got {args.total_timesteps}")
+        fail(f"--total-timesteps must be 0 (only evaluate) or one rollout ({batch_size} steps) or more; got {args.total_timesteps}")
     if not (0.0 <= args.gamma <= 1.0 and 0.0 <= args.gae_lambda <= 1.0 and args.max_kl > 0.0 and args.cg_damping >= 0.0):
         fail(f"need --gamma and --gae-lambda in [0, 1], --max-kl > 0 and --cg-damping >= 0; got {args.gamma}, "
              f"{args.gae_lambda}, {args.max_kl}, {args.cg_damping}")
