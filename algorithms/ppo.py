@@ -187,11 +187,9 @@ def train(args: Args) -> dict:
     for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_episodes"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
-    if args.total_timesteps < 0:
-        fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
     batch_size = args.num_envs * args.num_steps
-    if 0 < args.total_timesteps < batch_size:
-        fail(f"--total-timesteps ({args.total_timesteps}) must be 0 or at least one rollout, {batch_size} steps")
+    if args.total_timesteps < 0 or 0 < args.total_timesteps < batch_size:
+        fail(f"--total-timesteps must be 0 (only evaluate) or one rollout ({batch_size} steps) or more; got {args.total_timesteps}")
     if args.num_minibatches > batch_size:
         fail(f"--num-minibatches ({args.num_minibatches}) must not exceed the rollout size {batch_size}")
     if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
