@@ -292,6 +292,12 @@ def train(args: Args) -> dict:
         except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
             fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
 
+    # One torch thread: 64-wide layers on a 40-sample batch are too small to split, and a second thread
+    # mostly waits (as in ppo_continuous.py); and a seed then gives the same run on a machine with any
+    # number of cores. Restored when train() returns.
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
     run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
@@ -429,6 +435,7 @@ def train(args: Args) -> dict:
         wandb.finish()
     print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS) | greedy evaluation "
           f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
+    torch.set_num_threads(torch_threads)
     return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
             "wall_time": wall_time}
 
