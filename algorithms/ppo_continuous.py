@@ -411,14 +411,14 @@ def train(args: Args) -> dict:
                     v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], args.clip_coef, args.clip_vloss)
                     entropy_loss = entropy.mean()
                     loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
+                    if not torch.isfinite(loss):  # before the step, while the weights are still finite
+                        fail(f"the PPO loss became {loss.item()} at step {global_step}")
                     optimizer.zero_grad()
                     loss.backward()
                     nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                     optimizer.step()
                 if args.target_kl is not None and approx_kl > args.target_kl:
                     break
-            if not torch.isfinite(loss):
-                fail(f"the PPO loss became {loss.item()} at step {global_step}")
 
             sps = global_step / (time.time() - start_time)
             if args.track:

@@ -1,7 +1,7 @@
 """ppo.py and a2c.py: GAE (also of ppo_continuous.py and trpo.py) and n-step returns by hand (with a termination and a truncation), the
 observation and reward normalisers of ppo_continuous.py, trpo.py and a2c.py (its optional ones also in the
 loop and the checkpoint), the loop's bootstrap from V(true final obs), the refusal of a budget below one rollout
-(all four on-policy scripts), and learning CartPole."""
+(all four on-policy scripts), the NaN-loss stop, and learning CartPole."""
 
 import gymnasium as gym
 import numpy as np
@@ -174,6 +174,16 @@ def test_a2c_checkpoint_restores_the_normalisation_statistics_and_needs_the_same
         a2c.train(a2c.Args(total_timesteps=0, model_path=model, env_id="CartPole-v1", norm_reward=True))
     assert exit_info.value.code == 2 and "--norm-obs" in capsys.readouterr().err
 
+
+@pytest.mark.parametrize("module, name", [(ppo, "PPO"), (a2c, "A2C")], ids=["ppo", "a2c"])
+def test_a_nan_loss_stops_the_run_with_a_message(in_tmp, monkeypatch, capsys, module, name):
+    monkeypatch.setattr(module, "compute_gae", lambda rewards, *rest: rewards * np.nan)  # NaN advantages
+    threads = torch.get_num_threads()  # a2c.py runs on one thread and restores the count only on return
+    with pytest.raises(SystemExit) as exit_info:
+        module.train(module.Args(num_envs=2, num_steps=4, total_timesteps=8, eval_episodes=1))
+    torch.set_num_threads(threads)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"the {name} loss became nan at step 8"
 
 @pytest.mark.learning
 def test_ppo_solves_cartpole(in_tmp):
