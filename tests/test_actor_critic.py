@@ -196,6 +196,6 @@ def test_ppo_solves_cartpole(in_tmp):
 @pytest.mark.learning
 def test_a2c_solves_cartpole(in_tmp):
     """The defaults (SB3/Zoo CartPole settings) at 200k steps. Measured: 500 greedy on seeds 1 and 2,
-    about 16 s of training each."""
+    about 13 s of training each."""
     result = a2c.train(a2c.Args(env_id="CartPole-v1", seed=1, total_timesteps=200_000))
     assert np.mean(result["eval_returns"]) >= 475
