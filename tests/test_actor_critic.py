@@ -185,6 +185,7 @@ def test_a_nan_loss_stops_the_run_with_a_message(in_tmp, monkeypatch, capsys, mo
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == f"the {name} loss became nan at step 8"
 
+
 @pytest.mark.learning
 def test_ppo_solves_cartpole(in_tmp):
     """CleanRL's settings on a 200k-step schedule (the learning rate anneals over it). Measured:
