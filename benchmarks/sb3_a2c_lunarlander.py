@@ -24,6 +24,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 EVAL_SEED_OFFSET = 100_000  # as a2c.py
+GAMMA, LEARNING_RATE = 0.995, 8.3e-4  # a2c.py's LunarLander rows (--gamma, --learning-rate)
 
 
 @dataclass
@@ -42,13 +43,15 @@ class Args:
 
 def main(args: Args) -> None:
     torch.set_num_threads(1)  # as a2c.py
-    learning_rate = 8.3e-4
     envs = make_vec_env("LunarLander-v3", n_envs=8, seed=args.seed)
     if args.normalize:
-        envs = VecNormalize(envs, gamma=0.995)
-    model = A2C("MlpPolicy", envs, n_steps=5, gamma=0.995, ent_coef=1e-5, seed=args.seed, verbose=0,
-                learning_rate=(lambda progress_remaining: progress_remaining * learning_rate) if args.anneal_lr
-                else learning_rate)
+        envs = VecNormalize(envs, gamma=GAMMA)
+
+    def learning_rate(progress_remaining: float) -> float:  # SB3's schedule: progress runs from 1 to 0
+        return LEARNING_RATE * (progress_remaining if args.anneal_lr else 1.0)
+
+    model = A2C("MlpPolicy", envs, n_steps=5, gamma=GAMMA, learning_rate=learning_rate, ent_coef=1e-5,
+                seed=args.seed, verbose=0)
     model.learn(args.total_timesteps)
 
     env = gym.make("LunarLander-v3")
