@@ -312,6 +312,10 @@ def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: 
              "gradient update); *wall* — "
              "seconds per run; *reached* — first step (and seconds) at which the last 10 training episodes "
              "average at least the given score. The command runs one seed: replace N by each seed.", ""]
+    # Figures that need many runs of a script (averages over runs, policy tables, speed beside other
+    # libraries) are made by their own scripts, each writing a markdown fragment that is included here:
+    # sections with position = "top" before the per-env tables, the rest after them.
+    lines += render_sections([section for section in appendix if section.get("position") == "top"])
     for env_id in env_ids:
         env_jobs = [job for job in jobs if job.env_id == env_id]
         lines += [f"## {env_id}", ""]
@@ -339,14 +343,18 @@ def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: 
         if env_id in notes:
             lines += ["", notes[env_id].strip()]  # markdown: paragraphs, lists and tables pass through
         lines.append("")
-    # Figures that need many runs of a script (averages over runs, policy tables) are made by their own
-    # scripts (benchmarks/textbook/*.py), each writing a markdown fragment that is included here.
-    for section in appendix:
+    lines += render_sections([section for section in appendix if section.get("position") != "top"])
+    return "\n".join(lines)
+
+
+def render_sections(sections: list) -> list:
+    lines = []
+    for section in sections:
         lines += [f"## {section['title']}", "", section.get("intro", "").strip(), ""]
         for fragment in section["fragments"]:
             path = ROOT / fragment
             lines += [path.read_text().strip() if path.exists() else f"*{fragment} has not been produced yet.*", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def main(args: Args) -> int:
