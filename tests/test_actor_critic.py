@@ -34,6 +34,27 @@ def test_gae_by_hand_with_a_termination_and_a_truncation(module):
     assert advantages[:, 1].tolist() == [2.0, 0.0, 0.0]
 
 
+def test_ppo_categorical_policy_matches_torch_distributions_categorical():
+    """ppo.py writes the categorical policy out (speed): same log-probs, entropy and samples as torch's."""
+    logits = torch.randn(64, 5) * 3
+    actions = torch.randint(0, 5, (64,))
+    log_probs, probs = ppo.categorical(logits)
+    reference = torch.distributions.Categorical(logits=logits)
+    assert torch.equal(log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1), reference.log_prob(actions))
+    torch.testing.assert_close(-(log_probs * probs).sum(-1), reference.entropy())
+    torch.manual_seed(0)
+    ours = torch.multinomial(probs, 1, replacement=True).squeeze(-1)
+    torch.manual_seed(0)
+    assert torch.equal(ours, reference.sample())  # the same draws from the same generator state
+    agent = ppo.Agent(4, 3)
+    obs = torch.randn(16, 4)
+    _, logprob, entropy, value = agent.get_action_and_value(obs, actions[:16] % 3)
+    reference = torch.distributions.Categorical(logits=agent.actor(obs))
+    torch.testing.assert_close(logprob, reference.log_prob(actions[:16] % 3))
+    torch.testing.assert_close(entropy, reference.entropy())
+    torch.testing.assert_close(value, agent.critic(obs).squeeze(-1))
+
+
 @pytest.mark.parametrize("script, default_rollout", [("ppo.py", 512), ("a2c.py", 40), ("ppo_continuous.py", 2048),
                                                      ("trpo.py", 2048)])
 def test_a_budget_smaller_than_one_rollout_is_refused(script, default_rollout, in_tmp, capsys):
