@@ -30,7 +30,7 @@ Set-up of the peers (once, outside the repository; the paths are flags):
     ~/venvs/sb3/bin/pip install torch==2.13.0 "gymnasium[classic-control,mujoco]==1.4.0" numpy==2.4.6 \\
         stable-baselines3==2.9.2 sb3-contrib==2.9.2
 
-Run (all pairs take about half an hour on 2 cores; `--pairs` picks some, `--only lucidrl` reruns our side):
+Run (all pairs, one run a side, take about 45 minutes on 2 cores; `--pairs` picks some, `--only lucidrl` reruns our side):
 
     python benchmarks/compare.py
     python benchmarks/compare.py --pairs ppo-cartpole-cleanrl sac-pendulum-cleanrl --only lucidrl
@@ -166,7 +166,8 @@ def wait_for_idle() -> None:
 
 # ------------------------------------------------------------------------------------------ one run
 def run_process(command: list, cwd: str, env: dict) -> dict:
-    """Run to the end; returns the lines with their arrival times, wall time, peak memory, exit status."""
+    """Run to the end; returns the lines with their arrival times, wall time and peak memory (a
+    non-zero exit raises, with the command's last lines)."""
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, bufsize=1)
@@ -175,8 +176,9 @@ def run_process(command: list, cwd: str, env: dict) -> dict:
         lines.append((time.perf_counter() - start, line.rstrip("\n")))
     _, status, usage = os.wait4(process.pid, 0)  # the rusage of this child alone
     wall_time = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return {"lines": lines, "wall_time": wall_time, "peak_mb": usage.ru_maxrss / 1024, "rc": process.returncode}
+    if (returncode := os.waitstatus_to_exitcode(status)) != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {returncode}:\n" + "\n".join(line for _, line in lines[-20:]))
+    return {"lines": lines, "wall_time": wall_time, "peak_mb": usage.ru_maxrss / 1024}
 
 
 def learning_rate(episodes: list, learning_starts: int) -> Optional[float]:
@@ -192,9 +194,6 @@ def run_lucidrl(pair: Pair, seed: int) -> dict:
         command = [sys.executable, str(ROOT / "algorithms" / pair.script), "--env-id", pair.env_id,
                    "--total-timesteps", str(pair.total_timesteps), "--seed", str(seed), *pair.lucid_args]
         result = run_process(command, workdir, dict(os.environ, PYTHONUNBUFFERED="1"))
-        if result["rc"] != 0:
-            raise RuntimeError(f"{' '.join(command)} exited {result['rc']}:\n" +
-                               "\n".join(line for _, line in result["lines"][-20:]))
         (run_dir,) = list(Path(workdir, "runs").iterdir())
         summary = json.loads((run_dir / "summary.json").read_text())
         with open(run_dir / "episodes.csv") as file:
@@ -219,9 +218,6 @@ def run_peer(pair: Pair, args: Args, seed: int) -> dict:
                    "--learning-starts", str(pair.learning_starts), *pair.peer_args]
     with tempfile.TemporaryDirectory() as workdir:
         result = run_process(command, workdir, env)
-    if result["rc"] != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {result['rc']}:\n" +
-                           "\n".join(line for _, line in result["lines"][-20:]))
     episodes, returns, whole_sps = [], [], None
     for at, line in result["lines"]:
         if match := EPISODE_LINE.search(line):
@@ -322,7 +318,8 @@ def main(args: Args) -> int:
                 print(f"{pair.name}: {side}, run {repeat + 1}/{args.repeats} ...", flush=True)
                 result = run_lucidrl(pair, args.seed) if side == "lucidrl" else run_peer(pair, args, args.seed)
                 returns = result.pop("returns")
-                result["return_last10"] = sum(returns[-RETURN_WINDOW:]) / max(len(returns[-RETURN_WINDOW:]), 1)
+                last = returns[-RETURN_WINDOW:]
+                result["return_last10"] = sum(last) / max(len(last), 1)
                 result["episodes"] = len(returns)
                 print("  " + ", ".join(f"{key} {value:,.1f}" for key, value in result.items() if value is not None),
                       flush=True)
@@ -337,8 +334,9 @@ def main(args: Args) -> int:
             writer = csv.DictWriter(file, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows.values())
-    table_path.write_text(render_table(rows) + "\n")
-    print(render_table(rows))
+    table = render_table(rows)
+    table_path.write_text(table + "\n")
+    print(table)
     if args.render:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--suite",
                         str(ROOT / "benchmarks" / "suites" / "full.toml"), "--render-only"], cwd=ROOT, check=True)

@@ -66,3 +66,8 @@ def test_the_lucidrl_side_reads_a_real_run(monkeypatch):
     result = compare.run_lucidrl(pair, seed=1)
     assert result["whole_sps"] > 0 and result["wall_time"] > 0 and result["peak_mb"] > 10
     assert len(result["returns"]) > 10 and result["learning_sps"] > 0
+
+
+def test_a_failing_run_raises_with_its_last_lines(tmp_path):
+    with pytest.raises(RuntimeError, match="exited 3:\nboom"):
+        compare.run_process(["sh", "-c", "echo boom; exit 3"], str(tmp_path), {})
