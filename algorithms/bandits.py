@@ -38,6 +38,8 @@ class Args:
     """seed of numpy's generator (the problems, then every method's choices and rewards)"""
     track: bool = False
     """log to Weights & Biases"""
+    tensorboard: bool = False
+    """write the same figures as TensorBoard event files into the run directory (needs torch)"""
     wandb_project_name: str = "lucidrl"
     """the W&B project"""
     wandb_entity: Optional[str] = None
@@ -196,6 +198,39 @@ def plot_figures(curves: dict, figures: dict, run_dir: str) -> None:
         plt.close(fig)
 
 
+# ---------------------------------------------------------------------------------------- Logging
+class FigureLog:
+    """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
+    are imported only when asked for (they are slow to import and optional)."""
+
+    def __init__(self, args: Args, run_name: str, run_dir: str):
+        self.wandb = self.writer = None
+        if args.track:
+            import wandb
+
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                       config=vars(args), dir=run_dir)
+            self.wandb = wandb
+        if args.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(run_dir)  # the arguments are in summary.json beside it
+        self.on = self.wandb is not None or self.writer is not None  # callers skip building figures otherwise
+
+    def log(self, figures: dict, step: int) -> None:
+        if self.wandb is not None:
+            self.wandb.log(figures, step=step)
+        if self.writer is not None:
+            for name, value in figures.items():
+                self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+        if self.writer is not None:
+            self.writer.close()
+
+
 # ---------------------------------------------------------------------------------------- Train
 def train(args: Args) -> dict:
     for valid, message in (
@@ -216,11 +251,7 @@ def train(args: Args) -> dict:
     run_name = f"{args.num_arms}-armed-testbed__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
-    if args.track:
-        import wandb  # imported lazily: it is slow and optional
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
-                   config=vars(args), dir=run_dir)
+    figure_log = FigureLog(args, run_name, run_dir)
 
     rng = np.random.default_rng(args.seed)
     q_true = rng.normal(0.0, 1.0, (args.num_runs, args.num_arms))  # the problems, (num_runs, num_arms)
@@ -247,22 +278,22 @@ def train(args: Args) -> dict:
                header=",".join(header), comments="", fmt=["%d"] + ["%.4f", "%.2f"] * len(curves))
     if args.plot:
         plot_figures(curves, figures, run_dir)
-    if args.track:
+    if figure_log.on:
         for step in range(args.num_steps):  # after all methods ran: one log per step holds every method
             metrics = {}
             for name, (reward_curve, optimal_curve) in curves.items():
                 metrics[f"charts/{name}/average_reward"] = float(reward_curve[step])
                 metrics[f"charts/{name}/optimal_action_pct"] = float(optimal_curve[step])
-            wandb.log(metrics, step=step + 1)
+            figure_log.log(metrics, step=step + 1)
     wall_time = time.time() - start_time
     summary = {"args": vars(args), "methods": results, "sps": sps, "wall_time": wall_time,
                "versions": {"python": platform.python_version(), "numpy": np.__version__}}
     with open(os.path.join(run_dir, "summary.json"), "w") as file:
         json.dump(summary, file, indent=2)
-    if args.track:
-        wandb.run.summary.update({"charts/SPS": sps, **{f"final/{name}/{key}": value for name, result in
-                                                         results.items() for key, value in result.items()}})
-        wandb.finish()
+    if figure_log.wandb is not None:  # the totals go to W&B's run summary; TensorBoard has no such place
+        finals = {f"final/{name}/{key}": value for name, result in results.items() for key, value in result.items()}
+        figure_log.wandb.run.summary.update({"charts/SPS": sps, **finals})
+    figure_log.close()
     print(f"{run_name}: {len(methods)} methods x {args.num_runs:,} runs x {args.num_steps:,} steps in "
           f"{wall_time:.1f}s ({sps:,.0f} arm pulls per second)")
     return {"run_dir": run_dir, "curves": curves, "methods": results, "figures": figures, "sps": sps,

@@ -12,7 +12,9 @@ A time-limit truncation bootstraps from the final state; only a real termination
 
     python algorithms/expected_sarsa.py                               # Example 6.6: the cliff walk
     python algorithms/expected_sarsa.py --learning-rate 1.0           # Figure 6.3: alpha 1 still works
-    python algorithms/expected_sarsa.py --model-path runs/.../expected_sarsa.npy --total-timesteps 0 --capture-video
+    python algorithms/expected_sarsa.py --env-kwargs '{"is_slippery": true}'  # a slippery cliff
+    python algorithms/expected_sarsa.py --env-id my_package.my_envs:MyEnv-v0  # importing my_package.my_envs registers it
+    python algorithms/expected_sarsa.py --model-path runs/.../expected_sarsa.npz --total-timesteps 0 --capture-video
 The last line evaluates a saved table without training (and records the evaluation episodes).
 """
 
@@ -43,6 +45,8 @@ class Args:
     """seed of numpy's generator and of the environment"""
     track: bool = False
     """log to Weights & Biases"""
+    tensorboard: bool = False
+    """write the same figures as TensorBoard event files into the run directory (needs torch)"""
     wandb_project_name: str = "lucidrl"
     """the W&B project"""
     wandb_entity: Optional[str] = None
@@ -50,13 +54,13 @@ class Args:
     capture_video: bool = False
     """record the evaluation episodes to runs/{run_name}/videos"""
     save_model: bool = False
-    """save the Q-table to runs/{run_name}/{exp_name}.npy"""
+    """save the Q-table (and the arguments) to runs/{run_name}/{exp_name}.npz"""
     model_path: Optional[str] = None
-    """load a Q-table (.npy) before training; with --total-timesteps 0 this only evaluates it"""
+    """load a saved Q-table (.npz) before training; with --total-timesteps 0 this only evaluates it"""
     env_id: str = "CliffWalking-v1"
-    """the Gymnasium environment id (Discrete observations and actions)"""
+    """the Gymnasium environment id (Discrete observations and actions); "package.module:Env-v0" imports the module first"""
     env_kwargs: str = "{}"
-    """JSON keyword arguments for gym.make, e.g. '{"is_slippery": false}'"""
+    """JSON keyword arguments for gym.make (training, evaluation and video envs), e.g. '{"is_slippery": true}'"""
     max_episode_steps: Optional[int] = None
     """episode time limit; None keeps the registered one (or 500 when the env has none)"""
     total_timesteps: int = 10_500
@@ -83,15 +87,26 @@ def fail(message: str) -> None:
 
 # ---------------------------------------------------------------------------------------- Env
 def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
+    """One env from any id gym.make takes, "package.module:Env-v0" included (gym.make imports the module,
+    which registers the env), with --env-kwargs; one line and exit 2 when the id is unknown or making
+    the env raises."""
+    if ":" in args.env_id and os.getcwd() not in sys.path:
+        # a script's import path starts at its own folder: let "my_envs:Env-v0" find the package my_envs
+        # in the working directory, as `python -m` would
+        sys.path.append(os.getcwd())
+    time_limit = {"max_episode_steps": args.max_episode_steps} if args.max_episode_steps else {}
+    # render_mode is handed to the env's constructor: pass it only when asked for, so an env whose
+    # constructor has no such parameter still trains
+    render = {"render_mode": render_mode} if render_mode else {}
     try:
-        env_kwargs = json.loads(args.env_kwargs)
-        spec = gym.spec(args.env_id)
-    except json.JSONDecodeError as error:
-        fail(f"--env-kwargs must be a JSON object ({error}); got {args.env_kwargs!r}")
-    except gym.error.Error as error:
+        env = gym.make(args.env_id, **json.loads(args.env_kwargs), **time_limit, **render)
+    except gym.error.UnregisteredEnv as error:  # no such id, namespace or version; Gymnasium suggests one
         fail(f"unknown --env-id {args.env_id}: {error}")
-    time_limit = args.max_episode_steps or spec.max_episode_steps or FALLBACK_TIME_LIMIT
-    return gym.make(args.env_id, render_mode=render_mode, max_episode_steps=time_limit, **env_kwargs)
+    except Exception as error:  # the env's module or constructor raised (a bad kwarg, a missing package, a bug)
+        fail(f"could not make {args.env_id} with --env-kwargs {args.env_kwargs}: {type(error).__name__}: "
+             f"{str(error).splitlines()[0] if str(error) else ''}")
+    # an env registered without a time limit (CliffWalking-v1) gets one: an episode must end
+    return env if env.spec.max_episode_steps is not None else gym.wrappers.TimeLimit(env, FALLBACK_TIME_LIMIT)
 
 
 # ---------------------------------------------------------------------------------------- Math
@@ -149,8 +164,42 @@ def evaluate(q_table: np.ndarray, args: Args, run_dir: str) -> list:
     return returns
 
 
+# ---------------------------------------------------------------------------------------- Logging
+class FigureLog:
+    """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
+    are imported only when asked for (they are slow to import and optional)."""
+
+    def __init__(self, args: Args, run_name: str, run_dir: str):
+        self.wandb = self.writer = None
+        if args.track:
+            import wandb
+
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                       config=vars(args), dir=run_dir)
+            self.wandb = wandb
+        if args.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(run_dir)  # the arguments are in summary.json beside it
+        self.on = self.wandb is not None or self.writer is not None  # callers skip building figures otherwise
+
+    def log(self, figures: dict, step: int) -> None:
+        if self.wandb is not None:
+            self.wandb.log(figures, step=step)
+        if self.writer is not None:
+            for name, value in figures.items():
+                self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+        if self.writer is not None:
+            self.writer.close()
+
+
 # ---------------------------------------------------------------------------------------- Train
-def train(args: Args) -> dict:
+def check_args(args: Args) -> None:
+    """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
     if args.total_timesteps < 0:
         fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
     if args.eval_episodes < 1:
@@ -159,6 +208,34 @@ def train(args: Args) -> dict:
         fail(f"--learning-rate must be in (0, 1] and --gamma in [0, 1]; got {args.learning_rate}, {args.gamma}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as error:
+        fail(f"--env-kwargs must be a JSON object ({error}); got {args.env_kwargs!r}")
+    if not isinstance(env_kwargs, dict):
+        fail(f"--env-kwargs must be a JSON object such as '{{\"is_slippery\": true}}'; got {args.env_kwargs!r}")
+
+
+def load_table(args: Args, shape: tuple) -> np.ndarray:
+    """The Q-table saved by --save-model (an .npz holding it and the arguments it was trained with)."""
+    try:
+        with np.load(args.model_path) as saved:
+            q_table, saved_args = saved["q_table"], json.loads(str(saved["args"]))
+    except (ValueError, OSError, KeyError, AttributeError, TypeError) as error:  # not an .npz of this script
+        fail(f"--model-path {args.model_path} is not a Q-table saved by expected_sarsa.py (.npz): {error}")
+    if q_table.shape != shape:
+        fail(f"--model-path holds a table of shape {q_table.shape}; {args.env_id} needs {shape}")
+    # Another env id or other env kwargs with the same spaces are allowed (a robustness check is a reason
+    # to want it) but said aloud, since the returns are then not those of the env the table learned in.
+    saved_env = (saved_args.get("env_id"), json.loads(saved_args.get("env_kwargs", "{}")))
+    if saved_env != (args.env_id, json.loads(args.env_kwargs)):
+        print(f"warning: --model-path was trained in {saved_env[0]} with env kwargs {saved_env[1]} and is now run in "
+              f"{args.env_id} with {json.loads(args.env_kwargs)}: its returns are those of this env", file=sys.stderr)
+    return q_table
+
+
+def train(args: Args) -> dict:
+    check_args(args)
     env = make_env(args)
     if not isinstance(env.observation_space, gym.spaces.Discrete) or not isinstance(env.action_space, gym.spaces.Discrete):
         fail(f"expected_sarsa.py needs Discrete observation and action spaces; {args.env_id} has "
@@ -166,22 +243,13 @@ def train(args: Args) -> dict:
 
     q_table = np.zeros((env.observation_space.n, env.action_space.n))  # (n_states, n_actions)
     if args.model_path is not None:
-        try:
-            loaded = np.load(args.model_path)
-        except (ValueError, OSError) as error:
-            fail(f"--model-path {args.model_path} is not a saved Q-table (.npy): {error}")
-        if loaded.shape != q_table.shape:
-            fail(f"--model-path holds a table of shape {loaded.shape}; {args.env_id} needs {q_table.shape}")
-        q_table = loaded
+        q_table = load_table(args, q_table.shape)
 
-    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    # "package.module:Env-v0" and "Namespace/Env-v0" make one directory name, not a path
+    run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
-    if args.track:
-        import wandb  # imported lazily: it is slow and optional
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
-                   config=vars(args), dir=run_dir)
+    figure_log = FigureLog(args, run_name, run_dir)
     episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
     episodes_csv = csv.writer(episodes_file)
     episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
@@ -210,9 +278,9 @@ def train(args: Args) -> dict:
                 wall_time = time.time() - start_time
                 episodes_csv.writerow([global_step, episode_return, episode_length, f"{wall_time:.3f}"])
                 episodic_returns.append(episode_return)
-                if args.track:
-                    wandb.log({"charts/episodic_return": episode_return, "charts/episodic_length": episode_length,
-                               "charts/epsilon": epsilon, "charts/SPS": global_step / wall_time}, step=global_step)
+                if figure_log.on:
+                    figure_log.log({"charts/episodic_return": episode_return, "charts/episodic_length": episode_length,
+                                    "charts/epsilon": epsilon, "charts/SPS": global_step / wall_time}, step=global_step)
                 obs, _ = env.reset()
                 episode_return, episode_length = 0.0, 0
                 if time.time() - last_print > PROGRESS_SECONDS:
@@ -230,8 +298,8 @@ def train(args: Args) -> dict:
     sps = global_step / max(wall_time, 1e-9)
 
     if args.save_model:
-        model_file = os.path.join(run_dir, f"{args.exp_name}.npy")
-        np.save(model_file, q_table)
+        model_file = os.path.join(run_dir, f"{args.exp_name}.npz")
+        np.savez(model_file, q_table=q_table, args=json.dumps(vars(args)))  # the args as text: no pickle to load
         print(f"saved the Q-table to {model_file}")
     eval_returns = evaluate(q_table, args, run_dir)
     summary = {"args": vars(args), "global_step": global_step, "eval_returns": eval_returns,
@@ -240,10 +308,9 @@ def train(args: Args) -> dict:
                "versions": {"python": platform.python_version(), "gymnasium": gym.__version__, "numpy": np.__version__}}
     with open(os.path.join(run_dir, "summary.json"), "w") as file:
         json.dump(summary, file, indent=2)
-    if args.track:
-        wandb.log({"eval/return_mean": summary["eval_return_mean"], "eval/return_std": summary["eval_return_std"]},
-                  step=global_step)
-        wandb.finish()
+    figure_log.log({"eval/return_mean": summary["eval_return_mean"], "eval/return_std": summary["eval_return_std"]},
+                   step=global_step)
+    figure_log.close()
     print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS) | greedy evaluation "
           f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
     return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,

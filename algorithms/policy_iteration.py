@@ -15,7 +15,9 @@ never takes. V is the discounted infinite-horizon value; evaluation episodes sti
 
     python algorithms/policy_iteration.py                                 # slippery FrozenLake 4x4
     python algorithms/policy_iteration.py --env-id Taxi-v4 --save-model
-    python algorithms/policy_iteration.py --model-path runs/.../policy_iteration.npy --max-iterations 0 --capture-video
+    python algorithms/policy_iteration.py --env-kwargs '{"map_name": "8x8", "is_slippery": false}'
+    python algorithms/policy_iteration.py --env-id my_package.my_envs:MyEnv-v0  # imports the module that registers it
+    python algorithms/policy_iteration.py --model-path runs/.../policy_iteration.npz --max-iterations 0 --capture-video
 The last line evaluates a saved policy without planning (and records the evaluation episodes).
 """
 
@@ -46,6 +48,8 @@ class Args:
     """seed of the evaluation episodes (planning itself is deterministic)"""
     track: bool = False
     """log to Weights & Biases"""
+    tensorboard: bool = False
+    """write the same figures as TensorBoard event files into the run directory (needs torch)"""
     wandb_project_name: str = "lucidrl"
     """the W&B project"""
     wandb_entity: Optional[str] = None
@@ -53,13 +57,13 @@ class Args:
     capture_video: bool = False
     """record the evaluation episodes to runs/{run_name}/videos"""
     save_model: bool = False
-    """save [V; policy], shape (2, n_states), to runs/{run_name}/{exp_name}.npy"""
+    """save V and the policy (and the arguments) to runs/{run_name}/{exp_name}.npz"""
     model_path: Optional[str] = None
-    """load a saved model (.npy) and start from its policy; with --max-iterations 0 this only evaluates it"""
+    """load a saved model (.npz) and start from its policy; with --max-iterations 0 this only evaluates it"""
     env_id: str = "FrozenLake-v1"
-    """the Gymnasium environment id (Discrete observations and actions, and a model env.unwrapped.P)"""
+    """the Gymnasium id, "package.module:Env-v0" too (Discrete observations and actions, and a model env.unwrapped.P)"""
     env_kwargs: str = "{}"
-    """JSON keyword arguments for gym.make, e.g. '{"map_name": "8x8"}'"""
+    """JSON keyword arguments for gym.make (planning, evaluation and video envs), e.g. '{"map_name": "8x8"}'"""
     max_episode_steps: Optional[int] = None
     """evaluation episode time limit; None keeps the registered one (or 500 when the env has none)"""
     max_iterations: int = 100
@@ -82,15 +86,26 @@ def fail(message: str) -> None:
 
 # ---------------------------------------------------------------------------------------- Env
 def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
+    """One env from any id gym.make takes, "package.module:Env-v0" included (gym.make imports the module,
+    which registers the env), with --env-kwargs; one line and exit 2 when the id is unknown or making
+    the env raises."""
+    if ":" in args.env_id and os.getcwd() not in sys.path:
+        # a script's import path starts at its own folder: let "my_envs:Env-v0" find the package my_envs
+        # in the working directory, as `python -m` would
+        sys.path.append(os.getcwd())
+    time_limit = {"max_episode_steps": args.max_episode_steps} if args.max_episode_steps else {}
+    # render_mode is handed to the env's constructor: pass it only when asked for, so an env whose
+    # constructor has no such parameter still plans
+    render = {"render_mode": render_mode} if render_mode else {}
     try:
-        env_kwargs = json.loads(args.env_kwargs)
-        spec = gym.spec(args.env_id)
-    except json.JSONDecodeError as error:
-        fail(f"--env-kwargs must be a JSON object ({error}); got {args.env_kwargs!r}")
-    except gym.error.Error as error:
+        env = gym.make(args.env_id, **json.loads(args.env_kwargs), **time_limit, **render)
+    except gym.error.UnregisteredEnv as error:  # no such id, namespace or version; Gymnasium suggests one
         fail(f"unknown --env-id {args.env_id}: {error}")
-    time_limit = args.max_episode_steps or spec.max_episode_steps or FALLBACK_TIME_LIMIT
-    return gym.make(args.env_id, render_mode=render_mode, max_episode_steps=time_limit, **env_kwargs)
+    except Exception as error:  # the env's module or constructor raised (a bad kwarg, a missing package, a bug)
+        fail(f"could not make {args.env_id} with --env-kwargs {args.env_kwargs}: {type(error).__name__}: "
+             f"{str(error).splitlines()[0] if str(error) else ''}")
+    # an env registered without a time limit (CliffWalking-v1) gets one: an evaluation episode must end
+    return env if env.spec.max_episode_steps is not None else gym.wrappers.TimeLimit(env, FALLBACK_TIME_LIMIT)
 
 
 # ---------------------------------------------------------------------------------------- Model
@@ -112,17 +127,26 @@ def tabulate_model(transitions: dict, n_states: int, n_actions: int) -> Model:
     return Model(table[0], table[1].astype(np.int64), table[2], 1.0 - table[3])
 
 
-def load_model(path: str, n_states: int, n_actions: int) -> tuple:
-    """A saved (2, n_states) array: row 0 is V, row 1 the policy (action indices)."""
+def load_model(args: Args, n_states: int, n_actions: int) -> tuple:
+    """V and the policy (action indices) saved by --save-model of value_iteration.py or policy_iteration.py
+    (an .npz holding them and the arguments they were planned with)."""
     try:
-        saved = np.load(path)
-    except (ValueError, OSError) as error:
-        fail(f"--model-path {path} is not a saved model (.npy): {error}")
-    if saved.shape != (2, n_states) or saved.dtype.kind != "f" or not np.isfinite(saved).all() \
-            or not np.isin(saved[1], np.arange(n_actions)).all():
-        fail(f"--model-path {path} holds no model for this env: that is [V; policy], shape (2, {n_states}), "
-             f"with actions in [0, {n_actions}); it has shape {saved.shape}")
-    return saved[0].copy(), saved[1].astype(np.int64)
+        with np.load(args.model_path) as saved:
+            values, policy, saved_args = saved["values"], saved["policy"], json.loads(str(saved["args"]))
+    except (ValueError, OSError, KeyError, AttributeError, TypeError) as error:  # not an .npz of these scripts
+        fail(f"--model-path {args.model_path} is not a model saved by value_iteration.py or policy_iteration.py "
+             f"(.npz): {error}")
+    if values.shape != (n_states,) or policy.shape != (n_states,) or values.dtype.kind != "f" \
+            or not np.isfinite(values).all() or not np.isin(policy, np.arange(n_actions)).all():
+        fail(f"--model-path {args.model_path} holds no model for this env: that is V and a policy, shape ({n_states},) "
+             f"each, with actions in [0, {n_actions}); it has shapes {values.shape} and {policy.shape}")
+    # Another env id or other env kwargs with the same spaces are allowed (a robustness check is a reason
+    # to want it) but said aloud, since the returns are then not those of the env the model was planned in.
+    saved_env = (saved_args.get("env_id"), json.loads(saved_args.get("env_kwargs", "{}")))
+    if saved_env != (args.env_id, json.loads(args.env_kwargs)):
+        print(f"warning: --model-path was planned in {saved_env[0]} with env kwargs {saved_env[1]} and is now run in "
+              f"{args.env_id} with {json.loads(args.env_kwargs)}: its returns are those of this env", file=sys.stderr)
+    return values, policy.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------- Math
@@ -172,8 +196,42 @@ def evaluate(policy: np.ndarray, args: Args, run_dir: str) -> list:
     return returns
 
 
+# ---------------------------------------------------------------------------------------- Logging
+class FigureLog:
+    """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
+    are imported only when asked for (they are slow to import and optional)."""
+
+    def __init__(self, args: Args, run_name: str, run_dir: str):
+        self.wandb = self.writer = None
+        if args.track:
+            import wandb
+
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                       config=vars(args), dir=run_dir)
+            self.wandb = wandb
+        if args.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(run_dir)  # the arguments are in summary.json beside it
+        self.on = self.wandb is not None or self.writer is not None  # callers skip building figures otherwise
+
+    def log(self, figures: dict, step: int) -> None:
+        if self.wandb is not None:
+            self.wandb.log(figures, step=step)
+        if self.writer is not None:
+            for name, value in figures.items():
+                self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+        if self.writer is not None:
+            self.writer.close()
+
+
 # ---------------------------------------------------------------------------------------- Train
-def train(args: Args) -> dict:
+def check_args(args: Args) -> None:
+    """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
     if args.max_iterations < 0:
         fail(f"--max-iterations must be >= 0 (0 only evaluates); got {args.max_iterations}")
     if args.eval_episodes < 1:
@@ -185,6 +243,16 @@ def train(args: Args) -> dict:
              f"got {args.theta}, {args.gamma}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as error:
+        fail(f"--env-kwargs must be a JSON object ({error}); got {args.env_kwargs!r}")
+    if not isinstance(env_kwargs, dict):
+        fail(f"--env-kwargs must be a JSON object such as '{{\"is_slippery\": false}}'; got {args.env_kwargs!r}")
+
+
+def train(args: Args) -> dict:
+    check_args(args)
     env = make_env(args)
     spaces = (env.observation_space, env.action_space)
     if not all(isinstance(space, gym.spaces.Discrete) for space in spaces) or not hasattr(env.unwrapped, "P"):
@@ -196,18 +264,15 @@ def train(args: Args) -> dict:
     env.close()
     values, policy = np.zeros(n_states), np.zeros(n_states, dtype=np.int64)  # (n_states,) each
     if args.model_path is not None:
-        values, policy = load_model(args.model_path, n_states, n_actions)  # its V starts the first evaluation
+        values, policy = load_model(args, n_states, n_actions)  # its V starts the first evaluation
     # Evaluation stopped by theta leaves |V - v_pi| <= gamma theta / (1 - gamma): closer q-values are ties.
     tie_tolerance = 2.0 * args.gamma * args.theta / (1.0 - args.gamma)
 
-    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    # "package.module:Env-v0" and "Namespace/Env-v0" make one directory name, not a path
+    run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
-    if args.track:
-        import wandb  # imported lazily: it is slow and optional
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
-                   config=vars(args), dir=run_dir)
+    figure_log = FigureLog(args, run_name, run_dir)
     iterations_file = open(os.path.join(run_dir, "iterations.csv"), "w", newline="")
     iterations_csv = csv.writer(iterations_file)
     iterations_csv.writerow(["iteration", "policy_changes", "evaluation_sweeps", "wall_time"])
@@ -221,8 +286,9 @@ def train(args: Args) -> dict:
             new_policy = improve_policy(expected_update(model, values, args.gamma), policy, tie_tolerance)
             policy_changes, policy, iteration = int((new_policy != policy).sum()), new_policy, iteration + 1
             iterations_csv.writerow([iteration, policy_changes, sweeps, f"{time.time() - start_time:.4f}"])
-            if args.track:
-                wandb.log({"charts/policy_changes": policy_changes, "charts/evaluation_sweeps": sweeps}, step=iteration)
+            if figure_log.on:
+                figure_log.log({"charts/policy_changes": policy_changes, "charts/evaluation_sweeps": sweeps},
+                               step=iteration)
             if policy_changes == 0:
                 break  # policy-stable: v_pi solves the Bellman optimality equation, so pi is optimal
             if time.time() - last_print > PROGRESS_SECONDS:
@@ -236,9 +302,9 @@ def train(args: Args) -> dict:
     wall_time = time.time() - start_time
 
     if args.save_model:
-        model_file = os.path.join(run_dir, f"{args.exp_name}.npy")
-        np.save(model_file, np.stack([values, policy.astype(np.float64)]))
-        print(f"saved [V; policy] to {model_file}")
+        model_file = os.path.join(run_dir, f"{args.exp_name}.npz")
+        np.savez(model_file, values=values, policy=policy, args=json.dumps(vars(args)))  # the args as text: no pickle
+        print(f"saved V and the policy to {model_file}")
     eval_returns = evaluate(policy, args, run_dir)
     summary = {"args": vars(args), "global_step": 0, "iterations": iteration, "eval_returns": eval_returns,
                "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
@@ -246,10 +312,9 @@ def train(args: Args) -> dict:
                "versions": {"python": platform.python_version(), "gymnasium": gym.__version__, "numpy": np.__version__}}
     with open(os.path.join(run_dir, "summary.json"), "w") as file:
         json.dump(summary, file, indent=2)
-    if args.track:
-        wandb.log({"eval/return_mean": summary["eval_return_mean"], "eval/return_std": summary["eval_return_std"]},
-                  step=iteration)
-        wandb.finish()
+    figure_log.log({"eval/return_mean": summary["eval_return_mean"], "eval/return_std": summary["eval_return_std"]},
+                   step=iteration)
+    figure_log.close()
     converged = policy_changes == 0
     status = "policy-stable" if converged else "evaluated only" if iteration == 0 else "not stable"
     print(f"{run_name}: {iteration:,} iterations in {wall_time:.2f}s ({status}) | evaluation of the policy "

@@ -14,6 +14,8 @@ with the model. The KL is KL(old || new), the paper's (SB3-contrib's KL(new || o
 
     python algorithms/trpo.py                               # Hopper-v5, 1M steps
     python algorithms/trpo.py --env-id HalfCheetah-v5 --max-kl 0.04 --seed 2   # the Zoo's HalfCheetah setting
+    python algorithms/trpo.py --env-id LunarLander-v3 --env-kwargs '{"continuous": true}'
+    python algorithms/trpo.py --env-id my_package.my_envs:MyEnv-v0  # imports my_package.my_envs, which registers it
     python algorithms/trpo.py --model-path runs/.../trpo.pt --total-timesteps 0 --capture-video
 The last line evaluates a saved model without training (and records the evaluation episodes).
 """
@@ -59,6 +61,8 @@ class Args:
     """use a GPU when one is available"""
     track: bool = False
     """log to Weights & Biases"""
+    tensorboard: bool = False
+    """write the same figures as TensorBoard event files into the run directory"""
     wandb_project_name: str = "lucidrl"
     """the W&B project"""
     wandb_entity: Optional[str] = None
@@ -70,7 +74,11 @@ class Args:
     model_path: Optional[str] = None
     """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
     env_id: str = "Hopper-v5"
-    """the Gymnasium environment id (Box observations, Box actions)"""
+    """the Gymnasium environment id (Box observations, Box actions); "package.module:Env-v0" imports the module first"""
+    env_kwargs: str = "{}"
+    """JSON keyword arguments for gym.make (training, evaluation and video envs), e.g. '{"continuous": true}'"""
+    flatten_obs: bool = False
+    """flatten Dict or Tuple observations into one vector (gymnasium.wrappers.FlattenObservation)"""
     total_timesteps: int = 1_000_000
     """environment steps of training"""
     learning_rate: float = 1e-3
@@ -104,11 +112,51 @@ def fail(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------- Env
-def make_env(env_id: str, render_mode: Optional[str] = None):
+def make_env(env_id: str, env_kwargs: dict, flatten_obs: bool, render_mode: Optional[str] = None):
+    """A thunk that makes one env. Any id gym.make takes works, "package.module:Env-v0" included (gym.make
+    imports the module, which registers the env)."""
     def thunk() -> gym.Env:
-        return gym.make(env_id, render_mode=render_mode)
+        # render_mode is handed to the env's constructor: pass it only when asked for, so an env whose
+        # constructor has no such parameter still trains
+        env = gym.make(env_id, **env_kwargs, **({"render_mode": render_mode} if render_mode else {}))
+        # inside each sub-env (vector observation wrappers refuse the SAME_STEP autoreset mode), so the
+        # observation normalisation sees the flat vector
+        return gym.wrappers.FlattenObservation(env) if flatten_obs else env
 
     return thunk
+
+
+def make_training_envs(args: Args, env_kwargs: dict) -> gym.vector.VectorEnv:
+    """The vector env, or one line and exit 2 when the id is unknown or making the env raises."""
+    if ":" in args.env_id and os.getcwd() not in sys.path:
+        # a script's import path starts at its own folder: let "my_envs:Env-v0" find the package my_envs
+        # in the working directory, as `python -m` would
+        sys.path.append(os.getcwd())
+    try:
+        # SAME_STEP: on the step an episode ends, obs is already the reset obs and the true final
+        # observation is in infos["final_obs"] (see GYMNASIUM_1x.md).
+        envs = gym.vector.SyncVectorEnv([make_env(args.env_id, env_kwargs, args.flatten_obs) for _ in range(args.num_envs)],
+                                        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    except gym.error.UnregisteredEnv as error:  # no such id, namespace or version; Gymnasium suggests one
+        fail(f"unknown --env-id {args.env_id}: {error}")
+    except Exception as error:  # the env's module or constructor raised (a bad kwarg, a missing package, a bug)
+        fail(f"could not make {args.env_id} with --env-kwargs {args.env_kwargs}: {type(error).__name__}: "
+             f"{str(error).splitlines()[0] if str(error) else ''}")
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def check_spaces(args: Args, obs_space: gym.Space, action_space: gym.Space) -> None:
+    """Refuse, with one line saying what fits instead, spaces this script cannot learn from."""
+    if isinstance(obs_space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        fail(f"trpo.py needs a flat Box observation; {args.env_id} has {type(obs_space).__name__} observations. "
+             f"Try --flatten-obs (one vector of all their parts).")
+    if isinstance(obs_space, gym.spaces.Box) and obs_space.dtype == np.uint8 and len(obs_space.shape) >= 2:
+        fail(f"trpo.py needs vector observations for its MLP; {args.env_id} has {obs_space.shape} uint8 images "
+             f"({int(np.prod(obs_space.shape)):,} inputs once flattened). Try the env's vector-observation variant or a CNN agent.")
+    if not isinstance(obs_space, gym.spaces.Box) or not isinstance(action_space, gym.spaces.Box):
+        fail(f"trpo.py needs Box observations and Box actions; {args.env_id} has {obs_space} and {action_space}. Try "
+             + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete) else "--flatten-obs." if
+                isinstance(action_space, gym.spaces.Box) else "ppo.py or dqn.py."))
 
 
 class RunningMeanStd:
@@ -275,7 +323,8 @@ def line_search(params: list, full_step: torch.Tensor, surrogate_and_kl_fn: Call
 def evaluate(agent: Agent, obs_rms: RunningMeanStd, args: Args, run_dir: str, device: torch.device) -> list:
     """Deterministic episodes (the mean action, clipped to the bounds) in a fresh env seeded apart from
     training, observations normalised with the training statistics, frozen; returns their returns."""
-    env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)()
+    env = make_env(args.env_id, json.loads(args.env_kwargs), args.flatten_obs,
+                   render_mode="rgb_array" if args.capture_video else None)()
     if args.capture_video:
         env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", episode_trigger=lambda _: True)
     returns = []
@@ -294,8 +343,42 @@ def evaluate(agent: Agent, obs_rms: RunningMeanStd, args: Args, run_dir: str, de
     return returns
 
 
+# ---------------------------------------------------------------------------------------- Logging
+class FigureLog:
+    """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
+    are imported only when asked for (they are slow to import and optional)."""
+
+    def __init__(self, args: Args, run_name: str, run_dir: str):
+        self.wandb = self.writer = None
+        if args.track:
+            import wandb
+
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
+                       config=vars(args), dir=run_dir)
+            self.wandb = wandb
+        if args.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(run_dir)  # the arguments are in summary.json beside it
+        self.on = self.wandb is not None or self.writer is not None  # callers skip building figures otherwise
+
+    def log(self, figures: dict, step: int) -> None:
+        if self.wandb is not None:
+            self.wandb.log(figures, step=step)
+        if self.writer is not None:
+            for name, value in figures.items():
+                self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+        if self.writer is not None:
+            self.writer.close()
+
+
 # ---------------------------------------------------------------------------------------- Train
-def train(args: Args) -> dict:
+def check_args(args: Args) -> None:
+    """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
     for name in ("num_envs", "num_steps", "critic_epochs", "critic_minibatch_size", "cg_iters", "eval_episodes"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
@@ -308,19 +391,30 @@ def train(args: Args) -> dict:
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     try:
-        gym.spec(args.env_id)
-    except gym.error.Error as error:
-        fail(f"unknown --env-id {args.env_id}: {error}")
-    # SAME_STEP: on the step an episode ends, obs is already the reset obs and the true final
-    # observation is in infos["final_obs"] (see GYMNASIUM_1x.md).
-    envs = gym.vector.SyncVectorEnv([make_env(args.env_id) for _ in range(args.num_envs)],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+        env_kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as error:
+        fail(f"--env-kwargs must be a JSON object ({error}); got {args.env_kwargs!r}")
+    if not isinstance(env_kwargs, dict):
+        fail(f"--env-kwargs must be a JSON object such as '{{\"continuous\": true}}'; got {args.env_kwargs!r}")
+
+
+def warn_if_env_differs(saved_args: dict, args: Args) -> None:
+    """A model is evaluated (or trained on) in the env it is loaded into. Another env id or other env
+    kwargs with the same spaces are allowed (a robustness check is a reason to want it) but said
+    aloud, since the returns are then not those of the env the model learned in."""
+    saved = (saved_args.get("env_id"), json.loads(saved_args.get("env_kwargs", "{}")))
+    if saved != (args.env_id, json.loads(args.env_kwargs)):
+        print(f"warning: --model-path was trained in {saved[0]} with env kwargs {saved[1]} and is now run in "
+              f"{args.env_id} with {json.loads(args.env_kwargs)}: its returns are those of this env", file=sys.stderr)
+
+
+def train(args: Args) -> dict:
+    check_args(args)
+    batch_size = args.num_envs * args.num_steps
+    env_kwargs = json.loads(args.env_kwargs)  # a JSON object: check_args made sure
+    envs = make_training_envs(args, env_kwargs)
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
-    if not isinstance(obs_space, gym.spaces.Box) or not isinstance(action_space, gym.spaces.Box):
-        fail(f"trpo.py needs Box observations and Box actions; {args.env_id} has {obs_space} and {action_space}. Try "
-             + ("q_learning.py." if isinstance(obs_space, gym.spaces.Discrete) else "FlattenObservation." if
-                isinstance(action_space, gym.spaces.Box) else "ppo.py or dqn.py."))
+    check_spaces(args, obs_space, action_space)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -342,19 +436,17 @@ def train(args: Args) -> dict:
             reward_scaler.return_rms.load_state_dict(checkpoint["return_rms"])
         except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
             fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
+        warn_if_env_differs(checkpoint.get("args", {}), args)
 
     # One torch thread: 64-wide layers are too small to split (as ppo_continuous.py). Restored on return.
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
 
-    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    # "package.module:Env-v0" and "Namespace/Env-v0" make one directory name, not a path
+    run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
-    if args.track:
-        import wandb  # imported lazily: it is slow and optional
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
-                   config=vars(args), dir=run_dir)
+    figure_log = FigureLog(args, run_name, run_dir)
     episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
     episodes_csv = csv.writer(episodes_file)
     episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
@@ -411,9 +503,9 @@ def train(args: Args) -> dict:
                         episodes_csv.writerow([global_step, episode_return, int(infos["episode"]["l"][i]),
                                                f"{wall_time:.3f}"])
                         episodic_returns.append(episode_return)
-                        if args.track:
-                            wandb.log({"charts/episodic_return": episode_return,
-                                       "charts/episodic_length": int(infos["episode"]["l"][i])}, step=global_step)
+                        if figure_log.on:
+                            figure_log.log({"charts/episodic_return": episode_return,
+                                            "charts/episodic_length": int(infos["episode"]["l"][i])}, step=global_step)
 
             # ---- advantages: next_values is V(s_t+1), replaced by V(final obs) where a step was truncated
             with torch.inference_mode():
@@ -451,12 +543,12 @@ def train(args: Args) -> dict:
                     optimizer.step()
 
             sps = global_step / (time.time() - start_time)
-            if args.track:
-                wandb.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),
-                           "losses/surrogate_improvement": (new_surrogate - surrogate).item(), "losses/kl": float(new_kl),
-                           "losses/line_search_success": float(accepted), "losses/step_fraction": step_fraction,
-                           "losses/explained_variance": (1 - (b_returns - b_values).var() / b_returns.var()).item(),
-                           "charts/SPS": sps}, step=global_step)
+            if figure_log.on:
+                figure_log.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),
+                                "losses/surrogate_improvement": (new_surrogate - surrogate).item(), "losses/kl": float(new_kl),
+                                "losses/line_search_success": float(accepted), "losses/step_fraction": step_fraction,
+                                "losses/explained_variance": (1 - (b_returns - b_values).var() / b_returns.var()).item(),
+                                "charts/SPS": sps}, step=global_step)
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 episodes_file.flush()
@@ -485,10 +577,9 @@ def train(args: Args) -> dict:
                             "gymnasium": gym.__version__, "numpy": np.__version__}}
     with open(os.path.join(run_dir, "summary.json"), "w") as file:
         json.dump(summary, file, indent=2)
-    if args.track:
-        wandb.log({"charts/SPS": sps, "eval/return_mean": summary["eval_return_mean"],
-                   "eval/return_std": summary["eval_return_std"]}, step=global_step)
-        wandb.finish()
+    figure_log.log({"charts/SPS": sps, "eval/return_mean": summary["eval_return_mean"],
+                    "eval/return_std": summary["eval_return_std"]}, step=global_step)
+    figure_log.close()
     print(f"{run_name}: {global_step:,} steps in {wall_time:.1f}s ({sps:,.0f} SPS) | deterministic evaluation "
           f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} over {args.eval_episodes} episodes")
     torch.set_num_threads(torch_threads)

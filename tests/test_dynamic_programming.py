@@ -110,7 +110,7 @@ def test_a_loaded_model_is_the_starting_point(in_tmp):
     """A saved [V*; pi*] restarts value iteration one sweep from convergence and policy iteration
     at a stable policy; value iteration's model also evaluates in policy iteration."""
     saved = vi.train(vi.Args(save_model=True, eval_episodes=20))
-    model_file = f"{saved['run_dir']}/value_iteration.npy"
+    model_file = f"{saved['run_dir']}/value_iteration.npz"
     again = vi.train(vi.Args(model_path=model_file, eval_episodes=20))
     assert again["iterations"] == 1 and again["eval_returns"] == saved["eval_returns"]
     stable = pi.train(pi.Args(model_path=model_file, eval_episodes=20))

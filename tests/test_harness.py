@@ -3,12 +3,15 @@ by existing here; at most it adds one TINY_ARGS entry in conftest.py."""
 
 import ast
 import dataclasses
+import json
+import shutil
 import sys
 
 import pytest
 import tyro
 
-from conftest import ALGORITHMS, SCRIPTS, load_module, read_summary, run_in_process, run_ok, tiny_args
+from conftest import ALGORITHMS, SCRIPTS, load_module, read_summary, run_in_process, run_ok, run_script, tiny_args
+from custom_envs import ACTION_KINDS
 
 SUMMARY_KEYS = {"args", "global_step", "eval_returns", "eval_return_mean", "eval_return_std", "sps", "wall_time",
                 "versions"}
@@ -19,6 +22,10 @@ PROBE_ENVS = ["FrozenLake-v1", "CartPole-v1", "Pendulum-v1"]
 # The field that sets how much a script trains; 0 means "only evaluate (a loaded model)".
 # Dynamic programming takes no environment steps to learn, so its budget is sweeps or iterations.
 BUDGET_FIELDS = ("total_timesteps", "max_iterations")
+# A user's env in a package of their own (tests/custom_envs.py, copied into the run's working directory):
+# gym.make imports the module, which registers the env.
+CUSTOM_ENV_ID = "custom_envs:Countdown-v0"
+CUSTOM_ENV_MODULE = ALGORITHMS.parent / "tests" / "custom_envs.py"
 
 
 def args_fields(script: str) -> list:
@@ -49,6 +56,30 @@ def flipped_flags(script: str) -> list:
     """Every boolean flag of the script, set the other way from its default."""
     return [("--no-" if field.default else "--") + field.name.replace("_", "-")
             for field in args_fields(script) if field.type in (bool, "bool")]
+
+
+def without(flags: list, *names: str) -> list:
+    """The flags with each named flag and its value removed."""
+    flags = list(flags)
+    for name in names:
+        if name in flags:
+            del flags[flags.index(name):flags.index(name) + 2]
+    return flags
+
+
+def evaluate_only(script: str) -> list:
+    return [budget_flag(script), "0"] + (["--eval-episodes", "1"] if has_field(script, "eval_episodes") else [])
+
+
+def countdown_spaces(script: str, capsys) -> dict:
+    """The first Countdown spaces (observation, actions) the script accepts, found by evaluating an
+    untrained agent in-process; scripts that can flatten observations get the Dict form."""
+    for obs, actions in [("box", kind) for kind in ACTION_KINDS] + [("discrete", "discrete")]:
+        status, _ = run_in_process(script, ["--env-id", CUSTOM_ENV_ID, "--env-kwargs",
+                                            json.dumps({"obs": obs, "actions": actions}), *evaluate_only(script)], capsys)
+        if status == 0:
+            return {"obs": "dict" if has_field(script, "flatten_obs") else obs, "actions": actions}
+    raise AssertionError(f"{script} accepts no Countdown spaces")
 
 
 def read_log(run_dir) -> list:
@@ -152,10 +183,9 @@ def test_wrong_space_exits_2_with_one_line(script, in_tmp, capsys):
     """Every probe env either runs (rc 0) or is refused before any work with one line naming the
     env, what the script needs, and which script to try instead."""
     require(script, "env_id")
-    evaluate_only = [budget_flag(script), "0"] + (["--eval-episodes", "1"] if has_field(script, "eval_episodes") else [])
     refused = 0
     for env_id in PROBE_ENVS:
-        status, stderr = run_in_process(script, ["--env-id", env_id, *evaluate_only], capsys)
+        status, stderr = run_in_process(script, ["--env-id", env_id, *evaluate_only(script)], capsys)
         if status == 2:
             refused += 1
             lines = stderr.strip().splitlines()
@@ -169,6 +199,9 @@ def test_wrong_space_exits_2_with_one_line(script, in_tmp, capsys):
 @pytest.mark.parametrize("script", SCRIPTS)
 @pytest.mark.parametrize("field, value, named", [
     ("env_id", "CartPol-v1", "Did you mean"),
+    ("env_id", "no_such_module:Env-v0", "No module named 'no_such_module'"),
+    ("env_kwargs", "[1]", "--env-kwargs must be a JSON object"),
+    ("env_kwargs", '{"no_such_kwarg": 1}', "no_such_kwarg"),
     ("budget", "-5", "budget"),
     ("eval_episodes", "0", "--eval-episodes"),
     ("model_path", "no/such/model", "--model-path"),
@@ -183,6 +216,7 @@ def test_bad_input_exits_2_without_traceback(script, field, value, named, in_tmp
         flag = cli_flag(field)
     status, stderr = run_in_process(script, [flag, value], capsys)
     assert status == 2 and named in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
     assert not (in_tmp / "runs").exists(), "bad input must be refused before any work"
 
 
@@ -238,7 +272,7 @@ def test_save_then_load_evaluates_to_the_same_returns(script, shared_run, tmp_pa
     process, with the same training flags, gives the same evaluation returns."""
     require(script, "save_model", "model_path")
     run_dir = shared_run(script, "flipped")
-    models = [path for path in run_dir.iterdir() if path.suffix in (".pt", ".npy")]
+    models = [path for path in run_dir.iterdir() if path.suffix in (".pt", ".npz")]
     assert len(models) == 1, "--save-model wrote no model"
     trained = read_summary(run_dir)
     # the training flags again (the env, network shape and flipped options), without the budget
@@ -255,3 +289,61 @@ def test_save_then_load_evaluates_to_the_same_returns(script, shared_run, tmp_pa
     assert evaluated["eval_returns"] == trained["eval_returns"]
     if "--capture-video" in options:
         assert list((evaluated_dir / "videos").glob("*.mp4")), "--capture-video recorded nothing"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_module_env_id_trains_with_its_env_kwargs_and_reloads_in_another(script, in_tmp, capsys):
+    """"custom_envs:Countdown-v0" from a module in the working directory trains and evaluates; the
+    kwargs reach the env (every episode lasts `length` steps and returns `length`) and are recorded;
+    the saved model reloads in a longer countdown (same spaces) with a warning, and evaluates there."""
+    require(script, "env_id", "env_kwargs")
+    env_kwargs = {"length": 7, **countdown_spaces(script, capsys)}
+    shutil.copy(CUSTOM_ENV_MODULE, in_tmp)
+    flags = without(tiny_args(script), "--env-id") + ["--env-id", CUSTOM_ENV_ID] + \
+        (["--flatten-obs"] if has_field(script, "flatten_obs") else [])
+    run_dir = run_ok(script, flags + ["--env-kwargs", json.dumps(env_kwargs), "--save-model"], in_tmp)
+    summary = read_summary(run_dir)
+    assert json.loads(summary["args"]["env_kwargs"]) == env_kwargs
+    assert summary["eval_returns"] == [7.0] * summary["args"]["eval_episodes"]
+    if (run_dir / "episodes.csv").exists():
+        episodes = {tuple(row[1:]) for row in read_log(run_dir)[1:]}
+        assert episodes == {("7.0", "7")}, episodes
+    model = next(path for path in run_dir.iterdir() if path.suffix in (".pt", ".npz"))
+    longer = {**env_kwargs, "length": 9}
+    result = run_script(script, without(flags, budget_flag(script), "--eval-episodes") + [
+        "--env-kwargs", json.dumps(longer), "--model-path", str(model), *evaluate_only(script)], in_tmp)
+    assert result.returncode == 0, result.stderr[-2000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "'length': 7" in warnings[0] and "'length': 9" in warnings[0], result.stderr
+    reloaded = sorted((in_tmp / "runs").iterdir(), key=lambda path: path.stat().st_mtime)[-1]
+    assert read_summary(reloaded)["eval_returns"] == [9.0]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_dict_and_image_observations_are_refused_with_a_hint(script, in_tmp, capsys):
+    """An MLP script refuses a Dict observation unless --flatten-obs, and an image always, in one line."""
+    require(script, "flatten_obs")
+    actions = countdown_spaces(script, capsys)["actions"]
+    for obs, hint in (("dict", "--flatten-obs"), ("image", "uint8")):
+        status, stderr = run_in_process(script, ["--env-id", CUSTOM_ENV_ID, "--env-kwargs",
+                                                 json.dumps({"obs": obs, "actions": actions}), *evaluate_only(script)], capsys)
+        lines = stderr.strip().splitlines()
+        assert status == 2 and len(lines) == 1 and hint in lines[0] and CUSTOM_ENV_ID in lines[0], stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_tensorboard_gets_the_figures_wandb_gets(script, shared_run):
+    """--tensorboard writes event files in the run directory; every scalar there also went to W&B (the
+    flipped run has both on), and the figures every run logs are among them."""
+    require(script, "tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = shared_run(script, "flipped")
+    assert list(run_dir.glob("events.out.tfevents.*")), "--tensorboard wrote no event file"
+    tags = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    expected = {"charts/episodic_return", "charts/SPS"} if (run_dir / "episodes.csv").exists() else set()
+    if has_field(script, "eval_episodes"):
+        expected.add("eval/return_mean")
+    assert tags and expected <= tags, tags
+    wandb_record = next(run_dir.glob("wandb/offline-run-*/run-*.wandb")).read_bytes()
+    assert all(tag.encode() in wandb_record for tag in tags), "TensorBoard has figures W&B has not"

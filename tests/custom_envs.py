@@ -1,0 +1,60 @@
+"""A user's own env package, as the harness meets it: importing this module registers Countdown-v0, so
+every script must accept the id "custom_envs:Countdown-v0" (gym.make imports the module) and pass
+--env-kwargs to its constructor. The kwargs choose the spaces, so one env serves every script."""
+
+import gymnasium as gym
+import numpy as np
+
+OBSERVATION_KINDS = ("box", "discrete", "dict", "image")
+ACTION_KINDS = ("discrete", "box")
+MAX_LENGTH = 20  # the spaces do not depend on the length, so a model reloads into another countdown
+
+
+class Countdown(gym.Env):
+    """Every episode lasts exactly `length` steps and pays 1 per step, whatever the actions: its return
+    and length are `length`, so a test reads from a run's episodes and evaluation whether the kwargs
+    reached the env. The observation is the number of steps taken, in the space `obs` asks for; the
+    discrete form carries its model P (as toy-text envs do) for the planning scripts."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, length: int = 5, obs: str = "box", actions: str = "discrete", render_mode=None):
+        if not 1 <= length <= MAX_LENGTH or obs not in OBSERVATION_KINDS or actions not in ACTION_KINDS:
+            raise ValueError(f"length must be in [1, {MAX_LENGTH}], obs one of {OBSERVATION_KINDS}, actions one of {ACTION_KINDS}; "
+                             f"got {length}, {obs!r}, {actions!r}")
+        self.length, self.obs_kind, self.render_mode, self.t = length, obs, render_mode, 0
+        counter = gym.spaces.Box(0.0, float(MAX_LENGTH), (1,), np.float32)
+        self.observation_space = {
+            "box": counter,
+            "discrete": gym.spaces.Discrete(MAX_LENGTH + 1),
+            "dict": gym.spaces.Dict({"steps": counter, "parity": gym.spaces.Discrete(2)}),
+            "image": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8),
+        }[obs]
+        self.action_space = gym.spaces.Discrete(2) if actions == "discrete" else gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        # P[s][a] = [(probability, next_state, reward, terminated)]; states from `length` on are never left
+        self.P = {s: {a: [(1.0, s + 1, 1.0, s + 1 == length)] if s < length else [(1.0, s, 0.0, True)]
+                      for a in range(2)} for s in range(MAX_LENGTH + 1)}
+
+    def observe(self):
+        if self.obs_kind == "discrete":
+            return self.t
+        if self.obs_kind == "dict":
+            return {"steps": np.array([self.t], np.float32), "parity": self.t % 2}
+        if self.obs_kind == "image":
+            return np.full((8, 8, 3), self.t, np.uint8)
+        return np.array([self.t], np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observe(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.observe(), 1.0, self.t >= self.length, False, {}
+
+    def render(self):
+        return np.full((32, 32, 3), 255 * self.t // self.length, np.uint8)
+
+
+gym.register("Countdown-v0", entry_point=Countdown, max_episode_steps=100)
