@@ -4,10 +4,15 @@ by existing here; at most it adds one TINY_ARGS entry in conftest.py."""
 import ast
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
 import sys
+import time
 
+import gymnasium as gym
 import pytest
+import torch
 import tyro
 
 from conftest import ALGORITHMS, SCRIPTS, load_module, read_summary, run_in_process, run_ok, run_script, tiny_args
@@ -347,3 +352,91 @@ def test_tensorboard_gets_the_figures_wandb_gets(script, shared_run):
     assert tags and expected <= tags, tags
     wandb_record = next(run_dir.glob("wandb/offline-run-*/run-*.wandb")).read_bytes()
     assert all(tag.encode() in wandb_record for tag in tags), "TensorBoard has figures W&B has not"
+
+
+def value_of(flags: list, name: str):
+    return flags[flags.index(name) + 1] if name in flags else None
+
+
+def saved_tensors(run_dir) -> dict:
+    model = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
+    return {f"{key}.{name}": value for key, part in model.items() if isinstance(part, dict)
+            for name, value in part.items() if isinstance(value, torch.Tensor)}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("env_state", ["pickled", "episode start"])
+def test_a_killed_run_resumed_from_its_checkpoint_ends_as_if_never_stopped(script, env_state, tmp_path):
+    """Killed (SIGKILL) after its first checkpoint and resumed with --resume, a run writes the same
+    episodes.csv and the same final weights as the run that was never stopped, bitwise. "pickled": the
+    tiny run's env (classic control) is saved as it is; "episode start": a MuJoCo or Box2D env, whose
+    state does not pickle, is checkpointed when an episode starts and its reset redone on resume."""
+    require(script, "resume", "checkpoint_every")
+    flags = tiny_args(script) + ["--seed", "1", "--save-model"]
+    if env_state == "episode start":  # a MuJoCo or Box2D env with the tiny run's kind of actions
+        tiny_env = gym.make(value_of(flags, "--env-id") or load_module(script).Args().env_id)
+        continuous = isinstance(tiny_env.action_space, gym.spaces.Box)
+        flags = without(flags, "--env-id") + ["--env-id", "InvertedPendulum-v5" if continuous else "LunarLander-v3"]
+    flags += ["--checkpoint-every", str(int(value_of(flags, "--total-timesteps")) // 2)]
+    (tmp_path / "whole").mkdir()
+    whole = run_ok(script, flags, tmp_path / "whole")
+
+    stopped_dir = tmp_path / "stopped"
+    stopped_dir.mkdir()
+    process = subprocess.Popen([sys.executable, str(ALGORITHMS / script), *flags], cwd=stopped_dir,
+                               env={**os.environ, "MUJOCO_GL": "egl"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(stopped_dir.glob("runs/*/checkpoints/checkpoint_*.pt")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.kill()
+    process.wait()
+    checkpoint = sorted(stopped_dir.glob("runs/*/checkpoints/checkpoint_*.pt"))[0]
+    assert len(list(checkpoint.parent.glob("checkpoint_*.pt"))) <= load_module(script).CHECKPOINTS_KEPT
+    resumed = run_ok(script, flags + ["--resume", str(checkpoint)], stopped_dir)
+    assert resumed == checkpoint.parent.parent, "the resumed run did not go on in its own run directory"
+    assert read_log(resumed) == read_log(whole)
+    assert read_summary(resumed)["eval_returns"] == read_summary(whole)["eval_returns"]
+    whole_tensors, resumed_tensors = saved_tensors(whole), saved_tensors(resumed)
+    assert whole_tensors.keys() == resumed_tensors.keys()
+    assert all(torch.equal(whole_tensors[name], resumed_tensors[name]) for name in whole_tensors)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_checkpoints_are_written_atomically_and_only_the_latest_kept(script, tmp_path, monkeypatch):
+    """A write that dies midway leaves the previous checkpoint whole and no half-written one under the
+    checkpoint's name; the directory keeps only the latest CHECKPOINTS_KEPT."""
+    require(script, "resume")
+    module = load_module(script)
+    for step in (100, 200, 300):
+        module.write_checkpoint({"step": step}, str(tmp_path), step)
+    assert [torch.load(path)["step"] for path in sorted(tmp_path.glob("checkpoint_*.pt"))] == [200, 300][-module.CHECKPOINTS_KEPT:]
+
+    def dies_midway(obj, file):
+        file.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module.torch, "save", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        module.write_checkpoint({"step": 400}, str(tmp_path), 400)
+    assert not (tmp_path / "checkpoint_000000000400.pt").exists()
+    assert torch.load(sorted(tmp_path.glob("checkpoint_*.pt"))[-1])["step"] == 300
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_bad_resume_exits_2_with_one_line(script, tmp_path, in_tmp, capsys):
+    """A truncated checkpoint, another script's checkpoint, and the run's checkpoint given with other
+    arguments are each refused before any work, in one line."""
+    require(script, "resume")
+    flags = tiny_args(script) + ["--seed", "1"]
+    (tmp_path / "made").mkdir()
+    run_dir = run_ok(script, flags + ["--checkpoint-every", str(int(value_of(flags, "--total-timesteps")) // 2)],
+                     tmp_path / "made")
+    checkpoint = sorted(run_dir.glob("checkpoints/checkpoint_*.pt"))[-1]
+    truncated, other_script = tmp_path / "truncated.pt", tmp_path / "other_script.pt"
+    truncated.write_bytes(checkpoint.read_bytes()[:1000])
+    torch.save({"script": "not_" + script, "args": {}}, other_script)
+    for resume, extra, named in ((truncated, [], "not a readable checkpoint"), (other_script, [], "not_" + script),
+                                 (checkpoint, ["--seed", "2"], "--seed 1 (now 2)")):
+        status, stderr = run_in_process(script, flags + extra + ["--resume", str(resume)], capsys)
+        assert status == 2 and named in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not (in_tmp / "runs").exists(), "a refused resume must not start a run"
