@@ -20,9 +20,19 @@ The buffer stores the true final observation of a truncated episode and `termina
     python algorithms/ddpg.py --env-id my_package.my_envs:MyEnv-v0  # imports my_package.my_envs, which registers it
     python algorithms/ddpg.py --model-path runs/.../ddpg.pt --total-timesteps 0 --capture-video
 The last line evaluates a saved model without training (and records the evaluation episodes).
+
+Long runs resume: `--checkpoint-every 50000 --checkpoint-dir ~/checkpoints` writes everything the run
+needs to go on (networks, optimizers, the used part of the replay buffer, every random state, counters,
+the episodes so far); rerunning the same command with `--resume PATH` continues it in its run
+directory, bitwise on CPU as if it had never stopped. An env whose state pickles (classic control, most
+pure-Python envs) is saved as it is; MuJoCo and Box2D envs pickle only their constructor arguments, so
+their checkpoint waits for the step on which an episode starts, and resuming redoes that reset from its
+saved random state.
 """
 
+import copy
 import csv
+import glob
 import json
 import math
 import os
@@ -75,6 +85,12 @@ class Args:
     """save the model to runs/{run_name}/{exp_name}.pt"""
     model_path: Optional[str] = None
     """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    checkpoint_every: int = 0
+    """write a checkpoint to resume from every this many environment steps (0: never); the latest two are kept"""
+    checkpoint_dir: Optional[str] = None
+    """where checkpoints go; None: runs/{run_name}/checkpoints (keep a long run's outside the work tree)"""
+    resume: Optional[str] = None
+    """a checkpoint to continue, given with the run's own arguments: the run goes on in its run directory"""
     env_id: str = "Hopper-v5"
     """the Gymnasium environment id (Box observations, Box actions); "package.module:Env-v0" imports the module first"""
     env_kwargs: str = "{}"
@@ -123,9 +139,18 @@ def make_env(env_id: str, env_kwargs: dict, flatten_obs: bool, render_mode: Opti
         # constructor has no such parameter still trains
         env = gym.make(env_id, **env_kwargs, **({"render_mode": render_mode} if render_mode else {}))
         # inside each sub-env: vector observation wrappers refuse the SAME_STEP autoreset mode
-        return gym.wrappers.FlattenObservation(env) if flatten_obs else env
+        return ResetRecorder(gym.wrappers.FlattenObservation(env) if flatten_obs else env)
 
     return thunk
+
+
+class ResetRecorder(gym.Wrapper):
+    """Keeps the env's random state from just before its latest reset: resuming a checkpoint of an env
+    whose state does not pickle redoes that reset from it (see restore_envs)."""
+
+    def reset(self, **kwargs):
+        self.rng_state_before_reset = copy.deepcopy(self.unwrapped.np_random.bit_generator.state)
+        return self.env.reset(**kwargs)
 
 
 def make_training_envs(args: Args, env_kwargs: dict) -> gym.vector.VectorEnv:
@@ -201,6 +226,8 @@ class Actor(nn.Module):
 class ReplayBuffer:
     """Circular storage in preallocated tensors; one index tensor samples a batch."""
 
+    STORED = ("obs", "next_obs", "actions", "rewards", "terminations")
+
     def __init__(self, capacity: int, obs_size: int, action_size: int, device: torch.device):
         self.capacity, self.pos, self.size = capacity, 0, 0
         self.obs = torch.zeros((capacity, obs_size), dtype=torch.float32, device=device)
@@ -226,6 +253,16 @@ class ReplayBuffer:
         self.terminations[rows] = torch.from_numpy(terminations)
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+
+    def state_dict(self) -> dict:
+        """For a checkpoint: the used rows only (a short run's checkpoint stays small)."""
+        return {"pos": self.pos, "size": self.size,
+                **{name: getattr(self, name)[:self.size].cpu() for name in self.STORED}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pos, self.size = state["pos"], state["size"]
+        for name in self.STORED:
+            getattr(self, name)[:self.size] = state[name]
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple:
         index = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
@@ -259,6 +296,26 @@ def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
         target_param.lerp_(param, tau)
 
 
+def random_states(envs: gym.vector.VectorEnv, sample_generator: torch.Generator) -> dict:
+    """Every random stream the run draws from, for a checkpoint: the exploration (and target smoothing)
+    noise comes from torch's global generator of the device, replay sampling from sample_generator,
+    warm-up actions from the action space."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "sample_generator": sample_generator.get_state(),
+            "action_space": copy.deepcopy(envs.action_space.np_random.bit_generator.state)}
+
+
+def set_random_states(states: dict, envs: gym.vector.VectorEnv, sample_generator: torch.Generator) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    sample_generator.set_state(states["sample_generator"])
+    envs.action_space.np_random.bit_generator.state = states["action_space"]
+
+
 def evaluate(actor: Actor, args: Args, run_dir: str, device: torch.device) -> list:
     """Deterministic episodes (no exploration noise) in a fresh env seeded apart from training."""
     env = make_env(args.env_id, json.loads(args.env_kwargs), args.flatten_obs,
@@ -280,23 +337,93 @@ def evaluate(actor: Actor, args: Args, run_dir: str, device: torch.device) -> li
     return returns
 
 
+# ---------------------------------------------------------------------------------------- Checkpoints
+# What a resumed run may change: where and how often it checkpoints, logging, the device, the video.
+ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
+                            "wandb_entity", "capture_video", "save_model", "cuda"}
+CHECKPOINTS_KEPT = 2  # a 1M-step Hopper checkpoint holds ≈ 100 MB of replay buffer: keep the latest two
+
+
+def capture_envs(envs: gym.vector.VectorEnv, just_reset: np.ndarray) -> Optional[list]:
+    """Each sub-env's state: the pickled env where it pickles its state, else, for an env that has just
+    started an episode, the random state its reset began from. Gymnasium's EzPickle envs (MuJoCo, Box2D)
+    pickle their constructor arguments only. None while such an env is mid-episode: the checkpoint waits."""
+    states = []
+    for i, env in enumerate(envs.unwrapped.envs):
+        if not isinstance(env.unwrapped, gym.utils.EzPickle):
+            states.append(("pickle", pickle.dumps(env)))
+        elif just_reset[i]:
+            states.append(("reset", env.rng_state_before_reset))
+        else:
+            return None
+    return states
+
+
+def restore_envs(envs: gym.vector.VectorEnv, states: list, obs: np.ndarray) -> None:
+    """The sub-envs as captured: unpickled, or reset again from the saved random state (which must give
+    the checkpoint's observation, or the env is not reproducible from its seed)."""
+    for i, (kind, state) in enumerate(states):
+        if kind == "pickle":
+            envs.unwrapped.envs[i] = pickle.loads(state)
+        else:
+            env = envs.unwrapped.envs[i]
+            env.unwrapped.np_random.bit_generator.state = state
+            if not np.array_equal(np.asarray(env.reset()[0]).reshape(obs[i].shape), obs[i]):
+                fail(f"--resume: {env.spec.id} does not repeat its reset from the saved random state; it cannot resume")
+
+
+def write_checkpoint(checkpoint: dict, directory: str, global_step: int) -> str:
+    """Atomically: a temporary file, synced, then renamed over, so a kill mid-write leaves the previous
+    checkpoint whole. Keeps the latest CHECKPOINTS_KEPT."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"checkpoint_{global_step:012d}.pt")  # zero-padded: names sort by step
+    with open(path + ".tmp", "wb") as file:
+        torch.save(checkpoint, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(path + ".tmp", path)
+    for old in sorted(glob.glob(os.path.join(directory, "checkpoint_*.pt")))[:-CHECKPOINTS_KEPT]:
+        os.remove(old)
+    return path
+
+
+def load_checkpoint(args: Args) -> dict:
+    """The checkpoint to resume, refused in one line when it is unreadable, another script's, or made
+    with other arguments (beyond ARGS_A_RESUME_MAY_CHANGE)."""
+    try:
+        # our own file holds numpy and python random states besides tensors: not weights only
+        checkpoint = torch.load(args.resume, map_location="cpu", weights_only=False)
+        saved_args, script = checkpoint["args"], checkpoint["script"]
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        fail(f"--resume {args.resume} is not a readable checkpoint (corrupt or truncated?): {str(error).splitlines()[0]}")
+    if script != "ddpg.py":
+        fail(f"--resume {args.resume} is a checkpoint of {script}, not of ddpg.py")
+    changed = [f"--{name.replace('_', '-')} {saved_args.get(name)} (now {value})" for name, value in vars(args).items()
+               if name not in ARGS_A_RESUME_MAY_CHANGE and saved_args.get(name) != value]
+    if changed:
+        fail(f"--resume needs the run's own arguments; the checkpoint was made with {', '.join(changed)}")
+    return checkpoint
+
+
 # ---------------------------------------------------------------------------------------- Logging
 class FigureLog:
     """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
     are imported only when asked for (they are slow to import and optional)."""
 
-    def __init__(self, args: Args, run_name: str, run_dir: str):
+    def __init__(self, args: Args, run_name: str, run_dir: str, resumed: Optional[dict] = None):
         self.wandb = self.writer = None
         if args.track:
             import wandb
 
-            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
-                       config=vars(args), dir=run_dir)
+            # a resumed run continues its W&B run
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args),
+                       dir=run_dir, id=resumed and resumed["wandb_run_id"], resume="allow" if resumed else None)
             self.wandb = wandb
         if args.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(run_dir)  # the arguments are in summary.json beside it
+            # the arguments are in summary.json beside it; a resumed run drops what was logged after its checkpoint
+            self.writer = SummaryWriter(run_dir, purge_step=resumed and resumed["global_step"])
         self.on = self.wandb is not None or self.writer is not None  # callers skip building figures otherwise
 
     def log(self, figures: dict, step: int) -> None:
@@ -339,6 +466,10 @@ def check_args(args: Args) -> None:
         fail(f"--exploration-noise must be >= 0; got {args.exploration_noise}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
+    if args.checkpoint_every < 0:
+        fail(f"--checkpoint-every must be >= 0 (0: no checkpoints); got {args.checkpoint_every}")
+    if args.resume is not None and (not os.path.isfile(args.resume) or args.model_path is not None):
+        fail(f"--resume {args.resume} must be a checkpoint file, and not combined with --model-path")
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as error:
@@ -359,6 +490,7 @@ def warn_if_env_differs(saved_args: dict, args: Args) -> None:
 
 def train(args: Args) -> dict:
     check_args(args)
+    checkpoint = load_checkpoint(args) if args.resume is not None else None
     total_timesteps, learning_starts = budget(args)
     env_kwargs = json.loads(args.env_kwargs)  # a JSON object: check_args made sure
     envs = make_training_envs(args, env_kwargs)
@@ -378,6 +510,9 @@ def train(args: Args) -> dict:
     # fused: one kernel for the whole Adam step (a few % of an update on CPU, free)
     q_optimizer = torch.optim.Adam(qf1.parameters(), lr=args.learning_rate, fused=True)
     actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)
+    # everything with a state_dict, by name: a checkpoint saves and restores them as one
+    learner = {"actor": actor, "actor_target": actor_target, "qf1": qf1, "qf1_target": qf1_target,
+               "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer}
     if args.model_path is not None:
         try:
             checkpoint = torch.load(args.model_path, map_location=device)
@@ -396,20 +531,39 @@ def train(args: Args) -> dict:
 
     # "package.module:Env-v0" and "Namespace/Env-v0" make one directory name, not a path
     run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join("runs", run_name)
+    run_dir = checkpoint["run_dir"] if checkpoint else os.path.join("runs", run_name)  # a resumed run goes on in its own
+    run_name = os.path.basename(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    figure_log = FigureLog(args, run_name, run_dir)
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    checkpoint_dir = args.checkpoint_dir or os.path.join(run_dir, "checkpoints")
+    figure_log = FigureLog(args, run_name, run_dir, resumed=checkpoint)
+    episodes_path = os.path.join(run_dir, "episodes.csv")
+    episodes_file = open(episodes_path, "w", newline="")
     episodes_csv = csv.writer(episodes_file)
-    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+    if checkpoint is None:
+        episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+    else:  # the rows up to the checkpoint, and none that the stopped run wrote after it
+        episodes_file.write(checkpoint["episodes_csv"])
 
     envs.action_space.seed(args.seed)
     obs, _ = envs.reset(seed=args.seed)  # (num_envs, *obs_shape), numpy
     episodic_returns = []
     global_step, updates = 0, 0
     learning_start_time, learning_start_step = None, 0  # for the SPS of the learning phase alone
-    start_time = last_print = time.time()
-    last_print_step = 0
+    start_time = time.time()
+    if checkpoint is not None:  # go on exactly where the checkpoint was written
+        for name, item in learner.items():
+            item.load_state_dict(checkpoint["learner"][name])
+        rb.load_state_dict(checkpoint["replay_buffer"])
+        restore_envs(envs, checkpoint["envs"], checkpoint["obs"])
+        obs = checkpoint["obs"]
+        envs.episode_returns[:], envs.episode_lengths[:] = checkpoint["episode_statistics"]
+        set_random_states(checkpoint["random"], envs, sample_generator)
+        global_step, updates, episodic_returns = checkpoint["global_step"], checkpoint["updates"], checkpoint["episodic_returns"]
+        start_time -= checkpoint["wall_time"]  # the clock covers the whole run
+        if checkpoint["learning"] is not None:
+            learning_start_step, learning_start_time = checkpoint["learning"][0], time.time() - checkpoint["learning"][1]
+    next_checkpoint_step = (global_step // args.checkpoint_every + 1) * args.checkpoint_every if args.checkpoint_every else 0
+    last_print, last_print_step = time.time(), global_step
     try:
         while global_step < total_timesteps:
             # ---- act: uniformly random during warm-up, then the actor plus Gaussian exploration noise
@@ -480,6 +634,28 @@ def train(args: Args) -> dict:
                         if figure_log.on:
                             figure_log.log({**losses, "charts/SPS": global_step / (time.time() - start_time)},
                                            step=global_step)
+
+            # ---- checkpoint when one is due and every env's state can be saved (see capture_envs)
+            if args.checkpoint_every and global_step >= next_checkpoint_step:
+                env_states = capture_envs(envs, infos.get("_final_obs", np.zeros(args.num_envs, dtype=bool)))
+                if env_states is not None:
+                    episodes_file.flush()
+                    with open(episodes_path, newline="") as file:
+                        episodes_so_far = file.read()
+                    path = write_checkpoint({
+                        "script": "ddpg.py", "args": vars(args), "run_dir": os.path.abspath(run_dir),
+                        "global_step": global_step, "updates": updates, "episodic_returns": episodic_returns,
+                        "episodes_csv": episodes_so_far, "wall_time": time.time() - start_time,
+                        "learning": None if learning_start_time is None else
+                        (learning_start_step, time.time() - learning_start_time),
+                        "learner": {name: item.state_dict() for name, item in learner.items()},
+                        "replay_buffer": rb.state_dict(),
+                        "random": random_states(envs, sample_generator), "envs": env_states, "obs": obs,
+                        "episode_statistics": (envs.episode_returns.copy(), envs.episode_lengths.copy()),
+                        "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb is not None else None,
+                    }, checkpoint_dir, global_step)
+                    print(f"checkpoint at step {global_step:,}: {path} ({os.path.getsize(path) / 1e6:,.1f} MB)")
+                    next_checkpoint_step = (global_step // args.checkpoint_every + 1) * args.checkpoint_every
 
             if time.time() - last_print > PROGRESS_SECONDS:
                 # the ETA uses the recent rate: the warm-up steps run many times faster than learning ones

@@ -4,12 +4,14 @@ A suite is a TOML file (benchmarks/suites/*.toml) listing jobs: script, env id, 
 extra arguments, plus the published reference figure to print beside each row. Every (job, seed)
 runs as a subprocess of `algorithms/{script}` in its own folder, one at a time by default so the
 speeds are clean. A job whose results exist is skipped unless --force; a job that fails or is killed
-is reported and the rest go on.
+is reported and the rest go on. A job that sets checkpoint_every, run with --checkpoints-dir, writes
+checkpoints there; run again after a kill, the runner resumes it from its latest checkpoint.
 
     python benchmarks/run.py --suite benchmarks/suites/full.toml                 # run what is missing, render
     python benchmarks/run.py --suite benchmarks/suites/full.toml --only reinforce --force
     python benchmarks/run.py --suite benchmarks/suites/full.toml --only sac --seeds 1
     python benchmarks/run.py --suite benchmarks/suites/full.toml --render-only
+    python benchmarks/run.py --only 1M-steps --checkpoints-dir ~/lucidrl-checkpoints   # resumes killed jobs
 
 Where things go, for a suite named S:
 - benchmarks/logs/S/{job}/seed{n}/       raw runs (runs/*/episodes.csv, summary.json) and job.log; git-ignored
@@ -70,6 +72,9 @@ class Args:
     """where the learning-curve PNGs go"""
     markdown: Optional[str] = "benchmarks.md"
     """the page to render (None: do not render)"""
+    checkpoints_dir: Optional[str] = None
+    """checkpoint jobs that set checkpoint_every under this folder (keep it outside the work tree, e.g.
+    ~/lucidrl-checkpoints); a killed job then resumes from its latest checkpoint when the runner is run again"""
 
 
 @dataclass
@@ -85,6 +90,7 @@ class Job:
     reference_source: str = ""
     plot: bool = True
     timeout_seconds: Optional[float] = None
+    checkpoint_every: Optional[int] = None  # environment steps between checkpoints, with --checkpoints-dir
 
     @property
     def name(self) -> str:
@@ -177,14 +183,22 @@ def write_csv(path: Path, rows: list, columns: list) -> None:
 
 
 # ---------------------------------------------------------------------------------------- Run
-def run_one(job: Job, seed, run_root: Path, label: str) -> tuple:
-    """Run one (job, seed) in its own folder, streaming its progress lines; returns (ok, message)."""
-    shutil.rmtree(run_root / "runs", ignore_errors=True)  # a rerun replaces the old run
-    run_root.mkdir(parents=True, exist_ok=True)
+def run_one(job: Job, seed, run_root: Path, label: str, checkpoint_dir: Optional[Path] = None) -> tuple:
+    """Run one (job, seed) in its own folder, streaming its progress lines; returns (ok, message). With a
+    checkpoint folder the script writes checkpoints there, and continues from the latest one it finds."""
     command = [sys.executable, str(ROOT / "algorithms" / job.script), *job.command(seed)[2:]]
+    latest = sorted(checkpoint_dir.glob("checkpoint_*.pt"))[-1:] if checkpoint_dir else []
+    if checkpoint_dir:
+        command += ["--checkpoint-every", str(job.checkpoint_every), "--checkpoint-dir", str(checkpoint_dir)]
+    if latest:  # the run goes on in its own run directory; the steps before the checkpoint are not redone
+        command += ["--resume", str(latest[0])]
+        print(f"  {label} | resuming from {latest[0]}", flush=True)
+    else:
+        shutil.rmtree(run_root / "runs", ignore_errors=True)  # a rerun replaces the old run
+    run_root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled"), "MUJOCO_GL": "egl"}
     start = time.time()
-    with open(run_root / "job.log", "w") as log:
+    with open(run_root / "job.log", "a" if latest else "w") as log:
         process = subprocess.Popen(command, cwd=run_root, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
         timer = threading.Timer(job.timeout_seconds, process.kill) if job.timeout_seconds else None
@@ -220,10 +234,19 @@ def run_suite(args: Args, suite: str, jobs: list, done: set) -> list:
     failures = []
     lock = threading.Lock()
 
+    def checkpoint_dir(job: Job, seed) -> Optional[Path]:
+        if args.checkpoints_dir is None or job.checkpoint_every is None:
+            return None
+        directory = Path(args.checkpoints_dir).expanduser() / suite / job.name / f"seed{seed}"
+        if args.force:  # a forced rerun starts over
+            shutil.rmtree(directory, ignore_errors=True)
+        return directory
+
     def work(item):
         job, seed = item
         label = f"{job.name} seed {seed}"
-        ok, message = run_one(job, seed, Path(args.logs_dir) / suite / job.name / f"seed{seed}", label)
+        ok, message = run_one(job, seed, Path(args.logs_dir) / suite / job.name / f"seed{seed}", label,
+                              checkpoint_dir(job, seed))
         with lock:
             progress["finished"] += 1
             progress["steps"] += job.total_timesteps or 0

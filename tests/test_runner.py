@@ -3,9 +3,13 @@ killed jobs, and the statistics it reports."""
 
 import csv
 import importlib.util
+import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 
 import numpy as np
@@ -130,3 +134,43 @@ def test_duplicate_job_names_are_refused(tmp_path):
     suite.write_text('[[job]]\nscript = "q_learning.py"\nenv_id = "Taxi-v4"\ntotal_timesteps = 1\n' * 2)
     with pytest.raises(SystemExit, match="distinct"):
         runner.load_suite(str(suite))
+
+
+def test_a_killed_runner_resumes_its_job_from_the_checkpoint(tmp_path):
+    """With --checkpoints-dir, a job that sets checkpoint_every writes checkpoints there; the runner
+    killed mid-job (with its script) and run again resumes the job from its latest checkpoint, and the
+    run ends as the one never stopped (same episodes, same evaluation)."""
+    suite = tmp_path / "long.toml"
+    suite.write_text("""
+seeds = [1]
+[[job]]
+script = "sac.py"
+env_id = "Pendulum-v1"
+total_timesteps = 1000
+checkpoint_every = 400
+args = ["--learning-starts", "300", "--batch-size", "32", "--hidden-sizes", "32", "32", "--eval-episodes", "2"]
+""")
+    whole = run_runner(suite, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+
+    stopped, checkpoints = tmp_path / "stopped", tmp_path / "stopped" / "checkpoints"
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--suite", str(suite), "--logs-dir",
+               str(stopped / "logs"), "--results-dir", str(stopped / "results"), "--plots-dir", str(stopped / "plots"),
+               "--markdown", str(stopped / "benchmarks.md"), "--checkpoints-dir", str(checkpoints)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # its own process group: the kill takes the script too
+    deadline = time.time() + 300
+    while not list(checkpoints.glob("**/checkpoint_*.pt")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert list(checkpoints.glob("**/checkpoint_*.pt")), "no checkpoint was written"
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "resuming from" in again.stdout, again.stdout + again.stderr
+
+    def outcome(logs):
+        run_dir = next(logs.glob("long/*/seed1/runs/*"))
+        episodes = [line.split(",")[:3] for line in (run_dir / "episodes.csv").read_text().splitlines()]
+        return episodes, json.loads((run_dir / "summary.json").read_text())["eval_returns"]
+
+    assert outcome(stopped / "logs") == outcome(tmp_path / "whole" / "logs")
