@@ -513,14 +513,14 @@ def train(args: Args) -> dict:
     # everything with a state_dict, by name: a checkpoint saves and restores them as one
     learner = {"actor": actor, "actor_target": actor_target, "qf1": qf1, "qf1_target": qf1_target,
                "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer}
-    if args.model_path is not None:
+    if args.model_path is not None:  # `saved`, not `checkpoint`: that name is the resumed run's
         try:
-            checkpoint = torch.load(args.model_path, map_location=device)
+            saved = torch.load(args.model_path, map_location=device)
             for name, module in (("actor", actor), ("qf1", qf1)):
-                module.load_state_dict(checkpoint[name])
+                module.load_state_dict(saved[name])
         except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
             fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
-        warn_if_env_differs(checkpoint.get("args", {}), args)
+        warn_if_env_differs(saved.get("args", {}), args)
     actor_target.load_state_dict(actor.state_dict())
     qf1_target.load_state_dict(qf1.state_dict())
     action_low = torch.as_tensor(action_space.low, dtype=torch.float32, device=device)

@@ -550,13 +550,13 @@ def train(args: Args) -> dict:
                "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer, "alpha_optimizer": alpha_optimizer}
     if args.model_path is not None:
         try:
-            checkpoint = torch.load(args.model_path, map_location=device)
+            saved = torch.load(args.model_path, map_location=device)
             for name, module in (("actor", actor), ("qf1", qf1), ("qf2", qf2)):
-                module.load_state_dict(checkpoint[name])
-            log_alpha.data.copy_(checkpoint["log_alpha"])
+                module.load_state_dict(saved[name])
+            log_alpha.data.copy_(saved["log_alpha"])
         except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
             fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
-        warn_if_env_differs(checkpoint.get("args", {}), args)
+        warn_if_env_differs(saved.get("args", {}), args)
     qf1_target.load_state_dict(qf1.state_dict())
     qf2_target.load_state_dict(qf2.state_dict())
     # alpha stays a tensor on the device: reading it as a float would sync with the device every update
