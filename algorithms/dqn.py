@@ -19,9 +19,18 @@ environment steps), and the buffer stores the true final observation of a trunca
     python algorithms/dqn.py --env-id my_package.my_envs:MyEnv-v0  # imports my_package.my_envs, which registers it
     python algorithms/dqn.py --model-path runs/.../dqn.pt --total-timesteps 0 --capture-video
 The last line evaluates a saved model without training (and records the evaluation episodes).
+
+Long runs resume: `--checkpoint-every 50000 --checkpoint-dir ~/checkpoints` writes everything the run
+needs to go on (networks, optimizer, the used part of the replay buffer, every random state, counters,
+the episodes so far); rerunning the same command with `--resume PATH` continues it in its run
+directory, bitwise on CPU as if it had never stopped. An env whose state pickles (classic control, most
+pure-Python envs) is saved as it is; MuJoCo and Box2D envs pickle only their constructor arguments, so
+their checkpoint holds how the current episode began and its actions, and resuming replays them.
 """
 
+import copy
 import csv
+import glob
 import json
 import os
 import pickle
@@ -69,6 +78,12 @@ class Args:
     """save the model to runs/{run_name}/{exp_name}.pt"""
     model_path: Optional[str] = None
     """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    checkpoint_every: int = 0
+    """write a checkpoint to resume from every this many environment steps (0: never); the latest two are kept"""
+    checkpoint_dir: Optional[str] = None
+    """where checkpoints go; None: runs/{run_name}/checkpoints (keep a long run's outside the work tree)"""
+    resume: Optional[str] = None
+    """a checkpoint to continue, given with the run's own arguments: the run goes on in its run directory"""
     env_id: str = "CartPole-v1"
     """the Gymnasium environment id (Box observations, Discrete actions); "package.module:Env-v0" imports the module first"""
     env_kwargs: str = "{}"
@@ -130,9 +145,24 @@ def make_env(env_id: str, env_kwargs: dict, flatten_obs: bool, render_mode: Opti
         # constructor has no such parameter still trains
         env = gym.make(env_id, **env_kwargs, **({"render_mode": render_mode} if render_mode else {}))
         # inside each sub-env: vector observation wrappers refuse the SAME_STEP autoreset mode
-        return gym.wrappers.FlattenObservation(env) if flatten_obs else env
+        return EpisodeRecorder(gym.wrappers.FlattenObservation(env) if flatten_obs else env)
 
     return thunk
+
+
+class EpisodeRecorder(gym.Wrapper):
+    """Keeps what rebuilds the env's state by replay: how its latest reset began (the seed, or the random
+    state just before it) and the actions taken since. A checkpoint of an env whose state does not
+    pickle holds these; resuming redoes the reset and the actions (see restore_envs)."""
+
+    def reset(self, *, seed=None, options=None):
+        self.reset_from = (seed, copy.deepcopy(self.unwrapped.np_random.bit_generator.state), options)
+        self.actions_since_reset = []  # at most one episode of actions
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.actions_since_reset.append(np.copy(action))
+        return self.env.step(action)
 
 
 def make_training_envs(args: Args, env_kwargs: dict) -> gym.vector.VectorEnv:
@@ -198,6 +228,8 @@ class ReplayBuffer:
     then moves to the training device (nothing to move on CPU). Each step writes through numpy views of
     the same memory: five numpy slice writes cost about a fifth of five torch ones (profile_dqn.py)."""
 
+    STORED = ("obs", "next_obs", "actions", "rewards", "terminations")
+
     def __init__(self, capacity: int, obs_size: int, device: torch.device):
         self.capacity, self.pos, self.size, self.device = capacity, 0, 0, device
         self.obs = torch.zeros((capacity, obs_size), dtype=torch.float32)
@@ -205,8 +237,7 @@ class ReplayBuffer:
         self.actions = torch.zeros(capacity, dtype=torch.long)
         self.rewards = torch.zeros(capacity, dtype=torch.float32)
         self.terminations = torch.zeros(capacity, dtype=torch.float32)
-        self.views = [tensor.numpy() for tensor in (self.obs, self.next_obs, self.actions, self.rewards,
-                                                     self.terminations)]  # share the tensors' memory
+        self.views = [getattr(self, name).numpy() for name in self.STORED]  # share the tensors' memory
 
     def add(self, obs, next_obs, actions, rewards, terminations) -> None:
         """Store one vector step: numpy arrays straight from the env, each (num_envs, ...), cast to the
@@ -222,6 +253,17 @@ class ReplayBuffer:
             rows[...] = values.reshape(rows.shape)  # numpy casts the dtype as it copies
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+
+    def state_dict(self) -> dict:
+        """For a checkpoint: the used rows only, copied (torch.save of a slice would write the whole
+        preallocated storage it views)."""
+        return {"pos": self.pos, "size": self.size, **{name: getattr(self, name)[:self.size].clone() for name in self.STORED}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copies into the existing tensors, so the numpy views that add() writes through stay theirs."""
+        self.pos, self.size = state["pos"], state["size"]
+        for name in self.STORED:
+            getattr(self, name)[:self.size] = state[name]
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple:
         index = torch.randint(self.size, (batch_size,), generator=generator)  # generator: a CPU one
@@ -253,6 +295,26 @@ def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
         target_param.lerp_(param, tau)
 
 
+def random_states(envs: gym.vector.VectorEnv, rng: np.random.Generator, sample_generator: torch.Generator) -> dict:
+    """Every random stream the run draws from, for a checkpoint."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "rng": copy.deepcopy(rng.bit_generator.state), "sample_generator": sample_generator.get_state(),
+            "action_space": copy.deepcopy(envs.action_space.np_random.bit_generator.state)}
+
+
+def set_random_states(states: dict, envs: gym.vector.VectorEnv, rng: np.random.Generator,
+                      sample_generator: torch.Generator) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    rng.bit_generator.state = states["rng"]
+    sample_generator.set_state(states["sample_generator"])
+    envs.action_space.np_random.bit_generator.state = states["action_space"]
+
+
 def evaluate(q_network: QNetwork, args: Args, run_dir: str, device: torch.device) -> list:
     """Greedy episodes in a fresh env seeded apart from training; returns their returns."""
     env = make_env(args.env_id, json.loads(args.env_kwargs), args.flatten_obs,
@@ -274,23 +336,91 @@ def evaluate(q_network: QNetwork, args: Args, run_dir: str, device: torch.device
     return returns
 
 
+# ---------------------------------------------------------------------------------------- Checkpoints
+# What a resumed run may change: where and how often it checkpoints, logging, the device, the video.
+ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
+                            "wandb_entity", "capture_video", "save_model", "cuda"}
+CHECKPOINTS_KEPT = 2  # the latest two; at the defaults (CartPole, 10k rows of replay) a checkpoint is ≈ 0.7 MB
+
+
+def capture_envs(envs: gym.vector.VectorEnv) -> list:
+    """Each sub-env's state: the pickled env where it pickles its state (classic control, most pure-Python
+    envs), else how its episode began and the actions since (see EpisodeRecorder): Gymnasium's EzPickle
+    envs (MuJoCo, Box2D) pickle their constructor arguments only."""
+    return [("pickle", pickle.dumps(env)) if not isinstance(env.unwrapped, gym.utils.EzPickle)
+            else ("replay", (env.reset_from, list(env.actions_since_reset))) for env in envs.unwrapped.envs]
+
+
+def restore_envs(envs: gym.vector.VectorEnv, states: list, obs: np.ndarray) -> None:
+    """The sub-envs as captured: unpickled, or reset as their episode began and stepped through its
+    actions again. The env is deterministic given its random state and the actions (MuJoCo and Box2D
+    are), so this rebuilds its state bitwise; the observation it ends on must be the checkpoint's."""
+    for i, (kind, state) in enumerate(states):
+        if kind == "pickle":
+            envs.unwrapped.envs[i] = pickle.loads(state)
+            continue
+        env, ((seed, rng_state, options), actions) = envs.unwrapped.envs[i], state
+        env.unwrapped.np_random.bit_generator.state = rng_state
+        observation, _ = env.reset(seed=seed, options=options)
+        for action in actions:
+            observation = env.step(action)[0]
+        if not np.array_equal(np.asarray(observation).reshape(obs[i].shape), obs[i]):
+            fail(f"--resume: replaying {env.spec.id}'s episode does not reach the checkpoint's observation "
+                 f"(does the env draw randomness outside its np_random?); it cannot resume")
+
+
+def write_checkpoint(checkpoint: dict, directory: str, global_step: int) -> str:
+    """Atomically: a temporary file, synced, then renamed over, so a kill mid-write leaves the previous
+    checkpoint whole. Keeps the latest CHECKPOINTS_KEPT."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"checkpoint_{global_step:012d}.pt")  # zero-padded: names sort by step
+    with open(path + ".tmp", "wb") as file:
+        torch.save(checkpoint, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(path + ".tmp", path)
+    for old in sorted(glob.glob(os.path.join(directory, "checkpoint_*.pt")))[:-CHECKPOINTS_KEPT]:
+        os.remove(old)
+    return path
+
+
+def load_checkpoint(args: Args) -> dict:
+    """The checkpoint to resume, refused in one line when it is unreadable, another script's, or made
+    with other arguments (beyond ARGS_A_RESUME_MAY_CHANGE)."""
+    try:
+        # our own file holds numpy and python random states besides tensors: not weights only
+        checkpoint = torch.load(args.resume, map_location="cpu", weights_only=False)
+        saved_args, script = checkpoint["args"], checkpoint["script"]
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        fail(f"--resume {args.resume} is not a readable checkpoint (corrupt or truncated?): {str(error).splitlines()[0]}")
+    if script != "dqn.py":
+        fail(f"--resume {args.resume} is a checkpoint of {script}, not of dqn.py")
+    changed = [f"--{name.replace('_', '-')} {saved_args.get(name)} (now {value})" for name, value in vars(args).items()
+               if name not in ARGS_A_RESUME_MAY_CHANGE and saved_args.get(name) != value]
+    if changed:
+        fail(f"--resume needs the run's own arguments; the checkpoint was made with {', '.join(changed)}")
+    return checkpoint
+
+
 # ---------------------------------------------------------------------------------------- Logging
 class FigureLog:
     """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
     are imported only when asked for (they are slow to import and optional)."""
 
-    def __init__(self, args: Args, run_name: str, run_dir: str):
+    def __init__(self, args: Args, run_name: str, run_dir: str, resumed: Optional[dict] = None):
         self.wandb = self.writer = None
         if args.track:
             import wandb
 
-            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
-                       config=vars(args), dir=run_dir)
+            # a resumed run continues its W&B run
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args),
+                       dir=run_dir, id=resumed and resumed["wandb_run_id"], resume="allow" if resumed else None)
             self.wandb = wandb
         if args.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(run_dir)  # the arguments are in summary.json beside it
+            # the arguments are in summary.json beside it; a resumed run drops what was logged after its checkpoint
+            self.writer = SummaryWriter(run_dir, purge_step=resumed and resumed["global_step"])
         self.on = self.wandb is not None or self.writer is not None  # callers skip building figures otherwise
 
     def log(self, figures: dict, step: int) -> None:
@@ -324,6 +454,10 @@ def check_args(args: Args) -> None:
         fail(f"--tau must be in (0, 1] and --gamma in [0, 1]; got {args.tau}, {args.gamma}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
+    if args.checkpoint_every < 0:
+        fail(f"--checkpoint-every must be >= 0 (0: no checkpoints); got {args.checkpoint_every}")
+    if args.resume is not None and (not os.path.isfile(args.resume) or args.model_path is not None):
+        fail(f"--resume {args.resume} must be a checkpoint file, and not combined with --model-path")
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as error:
@@ -344,6 +478,7 @@ def warn_if_env_differs(saved_args: dict, args: Args) -> None:
 
 def train(args: Args) -> dict:
     check_args(args)
+    checkpoint = load_checkpoint(args) if args.resume is not None else None
     env_kwargs = json.loads(args.env_kwargs)  # a JSON object: check_args made sure
     envs = make_training_envs(args, env_kwargs)
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
@@ -359,13 +494,15 @@ def train(args: Args) -> dict:
     target_network = QNetwork(obs_size, n_actions, args.hidden_sizes, args.dueling).to(device)
     # fused: one kernel for the whole Adam step; 25% faster updates for these small networks on CPU
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
+    # everything with a state_dict, by name: a checkpoint saves and restores them as one
+    learner = {"q_network": q_network, "target_network": target_network, "optimizer": optimizer}
     if args.model_path is not None:
         try:
-            checkpoint = torch.load(args.model_path, map_location=device)
-            q_network.load_state_dict(checkpoint["q_network"])
+            saved = torch.load(args.model_path, map_location=device)
+            q_network.load_state_dict(saved["q_network"])
         except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
             fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
-        warn_if_env_differs(checkpoint.get("args", {}), args)
+        warn_if_env_differs(saved.get("args", {}), args)
     target_network.load_state_dict(q_network.state_dict())
     rb = ReplayBuffer(args.buffer_size, obs_size, device)
     rng = np.random.default_rng(args.seed)  # exploration
@@ -379,12 +516,18 @@ def train(args: Args) -> dict:
 
     # "package.module:Env-v0" and "Namespace/Env-v0" make one directory name, not a path
     run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join("runs", run_name)
+    run_dir = checkpoint["run_dir"] if checkpoint else os.path.join("runs", run_name)  # a resumed run goes on in its own
+    run_name = os.path.basename(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    figure_log = FigureLog(args, run_name, run_dir)
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    checkpoint_dir = args.checkpoint_dir or os.path.join(run_dir, "checkpoints")
+    figure_log = FigureLog(args, run_name, run_dir, resumed=checkpoint)
+    episodes_path = os.path.join(run_dir, "episodes.csv")
+    episodes_file = open(episodes_path, "w", newline="")
     episodes_csv = csv.writer(episodes_file)
-    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+    if checkpoint is None:
+        episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+    else:  # the rows up to the checkpoint, and none that the stopped run wrote after it
+        episodes_file.write(checkpoint["episodes_csv"])
 
     envs.action_space.seed(args.seed)
     obs, _ = envs.reset(seed=args.seed)  # (num_envs, *obs_shape), numpy
@@ -392,6 +535,17 @@ def train(args: Args) -> dict:
     global_step, updates = 0, 0
     exploration_steps = int(args.exploration_fraction * args.total_timesteps)
     start_time = last_print = time.time()
+    if checkpoint is not None:  # go on exactly where the checkpoint was written; epsilon follows from global_step
+        for name, item in learner.items():
+            item.load_state_dict(checkpoint["learner"][name])
+        rb.load_state_dict(checkpoint["replay_buffer"])
+        restore_envs(envs, checkpoint["envs"], checkpoint["obs"])
+        obs = checkpoint["obs"]
+        envs.episode_returns[:], envs.episode_lengths[:] = checkpoint["episode_statistics"]
+        set_random_states(checkpoint["random"], envs, rng, sample_generator)
+        global_step, updates, episodic_returns = checkpoint["global_step"], checkpoint["updates"], checkpoint["episodic_returns"]
+        start_time -= checkpoint["wall_time"]  # the clock covers the whole run
+    next_checkpoint_step = (global_step // args.checkpoint_every + 1) * args.checkpoint_every if args.checkpoint_every else 0
     try:
         while global_step < args.total_timesteps:
             # ---- act epsilon-greedily, each env on its own coin (no network call when all explore)
@@ -449,6 +603,24 @@ def train(args: Args) -> dict:
                                             "charts/SPS": global_step / (time.time() - start_time)}, step=global_step)
                 if global_step // args.target_network_frequency > previous_step // args.target_network_frequency:
                     soft_update(target_network, q_network, args.tau)
+
+            # ---- checkpoint when one is due (every env's state is saved: see capture_envs)
+            if args.checkpoint_every and global_step >= next_checkpoint_step:
+                episodes_file.flush()
+                with open(episodes_path, newline="") as file:
+                    episodes_so_far = file.read()
+                path = write_checkpoint({
+                    "script": "dqn.py", "args": vars(args), "run_dir": os.path.abspath(run_dir),
+                    "global_step": global_step, "updates": updates, "episodic_returns": episodic_returns,
+                    "episodes_csv": episodes_so_far, "wall_time": time.time() - start_time,
+                    "learner": {name: item.state_dict() for name, item in learner.items()},
+                    "replay_buffer": rb.state_dict(), "random": random_states(envs, rng, sample_generator),
+                    "envs": capture_envs(envs), "obs": obs,
+                    "episode_statistics": (envs.episode_returns.copy(), envs.episode_lengths.copy()),
+                    "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb is not None else None,
+                }, checkpoint_dir, global_step)
+                print(f"checkpoint at step {global_step:,}: {path} ({os.path.getsize(path) / 1e6:,.1f} MB)")
+                next_checkpoint_step = (global_step // args.checkpoint_every + 1) * args.checkpoint_every
 
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()

@@ -26,8 +26,7 @@ needs to go on (networks, optimizers, the used part of the replay buffer, every 
 the episodes so far); rerunning the same command with `--resume PATH` continues it in its run
 directory, bitwise on CPU as if it had never stopped. An env whose state pickles (classic control, most
 pure-Python envs) is saved as it is; MuJoCo and Box2D envs pickle only their constructor arguments, so
-their checkpoint waits for the step on which an episode starts, and resuming redoes that reset from its
-saved random state.
+their checkpoint holds how the current episode began and its actions, and resuming replays them.
 """
 
 import copy
@@ -147,18 +146,24 @@ def make_env(env_id: str, env_kwargs: dict, flatten_obs: bool, render_mode: Opti
         # constructor has no such parameter still trains
         env = gym.make(env_id, **env_kwargs, **({"render_mode": render_mode} if render_mode else {}))
         # inside each sub-env: vector observation wrappers refuse the SAME_STEP autoreset mode
-        return ResetRecorder(gym.wrappers.FlattenObservation(env) if flatten_obs else env)
+        return EpisodeRecorder(gym.wrappers.FlattenObservation(env) if flatten_obs else env)
 
     return thunk
 
 
-class ResetRecorder(gym.Wrapper):
-    """Keeps the env's random state from just before its latest reset: resuming a checkpoint of an env
-    whose state does not pickle redoes that reset from it (see restore_envs)."""
+class EpisodeRecorder(gym.Wrapper):
+    """Keeps what rebuilds the env's state by replay: how its latest reset began (the seed, or the random
+    state just before it) and the actions taken since. A checkpoint of an env whose state does not
+    pickle holds these; resuming redoes the reset and the actions (see restore_envs)."""
 
-    def reset(self, **kwargs):
-        self.rng_state_before_reset = copy.deepcopy(self.unwrapped.np_random.bit_generator.state)
-        return self.env.reset(**kwargs)
+    def reset(self, *, seed=None, options=None):
+        self.reset_from = (seed, copy.deepcopy(self.unwrapped.np_random.bit_generator.state), options)
+        self.actions_since_reset = []  # at most one episode of actions
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.actions_since_reset.append(np.copy(action))
+        return self.env.step(action)
 
 
 def make_training_envs(args: Args, env_kwargs: dict) -> gym.vector.VectorEnv:
@@ -280,9 +285,9 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
 
     def state_dict(self) -> dict:
-        """For a checkpoint: the used rows only (a short run's checkpoint stays small)."""
+        """For a checkpoint: the used rows only, copied (torch.save of a view writes its whole storage)."""
         return {"pos": self.pos, "size": self.size,
-                **{name: getattr(self, name)[:self.size].cpu() for name in self.STORED}}
+                **{name: getattr(self, name)[:self.size].to("cpu", copy=True) for name in self.STORED}}
 
     def load_state_dict(self, state: dict) -> None:
         self.pos, self.size = state["pos"], state["size"]
@@ -375,32 +380,30 @@ ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "tra
 CHECKPOINTS_KEPT = 2  # a 1M-step Hopper checkpoint holds ≈ 100 MB of replay buffer: keep the latest two
 
 
-def capture_envs(envs: gym.vector.VectorEnv, just_reset: np.ndarray) -> Optional[list]:
-    """Each sub-env's state: the pickled env where it pickles its state, else, for an env that has just
-    started an episode, the random state its reset began from. Gymnasium's EzPickle envs (MuJoCo, Box2D)
-    pickle their constructor arguments only. None while such an env is mid-episode: the checkpoint waits."""
-    states = []
-    for i, env in enumerate(envs.unwrapped.envs):
-        if not isinstance(env.unwrapped, gym.utils.EzPickle):
-            states.append(("pickle", pickle.dumps(env)))
-        elif just_reset[i]:
-            states.append(("reset", env.rng_state_before_reset))
-        else:
-            return None
-    return states
+def capture_envs(envs: gym.vector.VectorEnv) -> list:
+    """Each sub-env's state: the pickled env where it pickles its state (classic control, most pure-Python
+    envs), else how its episode began and the actions since (see EpisodeRecorder): Gymnasium's EzPickle
+    envs (MuJoCo, Box2D) pickle their constructor arguments only."""
+    return [("pickle", pickle.dumps(env)) if not isinstance(env.unwrapped, gym.utils.EzPickle)
+            else ("replay", (env.reset_from, list(env.actions_since_reset))) for env in envs.unwrapped.envs]
 
 
 def restore_envs(envs: gym.vector.VectorEnv, states: list, obs: np.ndarray) -> None:
-    """The sub-envs as captured: unpickled, or reset again from the saved random state (which must give
-    the checkpoint's observation, or the env is not reproducible from its seed)."""
+    """The sub-envs as captured: unpickled, or reset as their episode began and stepped through its
+    actions again. The env is deterministic given its random state and the actions (MuJoCo and Box2D
+    are), so this rebuilds its state bitwise; the observation it ends on must be the checkpoint's."""
     for i, (kind, state) in enumerate(states):
         if kind == "pickle":
             envs.unwrapped.envs[i] = pickle.loads(state)
-        else:
-            env = envs.unwrapped.envs[i]
-            env.unwrapped.np_random.bit_generator.state = state
-            if not np.array_equal(np.asarray(env.reset()[0]).reshape(obs[i].shape), obs[i]):
-                fail(f"--resume: {env.spec.id} does not repeat its reset from the saved random state; it cannot resume")
+            continue
+        env, ((seed, rng_state, options), actions) = envs.unwrapped.envs[i], state
+        env.unwrapped.np_random.bit_generator.state = rng_state
+        observation, _ = env.reset(seed=seed, options=options)
+        for action in actions:
+            observation = env.step(action)[0]
+        if not np.array_equal(np.asarray(observation).reshape(obs[i].shape), obs[i]):
+            fail(f"--resume: replaying {env.spec.id}'s episode does not reach the checkpoint's observation "
+                 f"(does the env draw randomness outside its np_random?); it cannot resume")
 
 
 def write_checkpoint(checkpoint: dict, directory: str, global_step: int) -> str:
@@ -692,27 +695,25 @@ def train(args: Args) -> dict:
                             figure_log.log({**losses, "charts/SPS": global_step / (time.time() - start_time)},
                                            step=global_step)
 
-            # ---- checkpoint when one is due and every env's state can be saved (see capture_envs)
+            # ---- checkpoint when one is due (every env's state is saved: see capture_envs)
             if args.checkpoint_every and global_step >= next_checkpoint_step:
-                env_states = capture_envs(envs, infos.get("_final_obs", np.zeros(args.num_envs, dtype=bool)))
-                if env_states is not None:
-                    episodes_file.flush()
-                    with open(episodes_path, newline="") as file:
-                        episodes_so_far = file.read()
-                    path = write_checkpoint({
-                        "script": "sac.py", "args": vars(args), "run_dir": os.path.abspath(run_dir),
-                        "global_step": global_step, "updates": updates, "episodic_returns": episodic_returns,
-                        "episodes_csv": episodes_so_far, "wall_time": time.time() - start_time,
-                        "learning": None if learning_start_time is None else
-                        (learning_start_step, time.time() - learning_start_time),
-                        "learner": {name: item.state_dict() for name, item in learner.items()},
-                        "log_alpha": log_alpha.detach().cpu(), "replay_buffer": rb.state_dict(),
-                        "random": random_states(envs, sample_generator), "envs": env_states, "obs": obs,
-                        "episode_statistics": (envs.episode_returns.copy(), envs.episode_lengths.copy()),
-                        "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb is not None else None,
-                    }, checkpoint_dir, global_step)
-                    print(f"checkpoint at step {global_step:,}: {path} ({os.path.getsize(path) / 1e6:,.1f} MB)")
-                    next_checkpoint_step = (global_step // args.checkpoint_every + 1) * args.checkpoint_every
+                episodes_file.flush()
+                with open(episodes_path, newline="") as file:
+                    episodes_so_far = file.read()
+                path = write_checkpoint({
+                    "script": "sac.py", "args": vars(args), "run_dir": os.path.abspath(run_dir),
+                    "global_step": global_step, "updates": updates, "episodic_returns": episodic_returns,
+                    "episodes_csv": episodes_so_far, "wall_time": time.time() - start_time,
+                    "learning": None if learning_start_time is None else
+                    (learning_start_step, time.time() - learning_start_time),
+                    "learner": {name: item.state_dict() for name, item in learner.items()},
+                    "log_alpha": log_alpha.detach().cpu(), "replay_buffer": rb.state_dict(),
+                    "random": random_states(envs, sample_generator), "envs": capture_envs(envs), "obs": obs,
+                    "episode_statistics": (envs.episode_returns.copy(), envs.episode_lengths.copy()),
+                    "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb is not None else None,
+                }, checkpoint_dir, global_step)
+                print(f"checkpoint at step {global_step:,}: {path} ({os.path.getsize(path) / 1e6:,.1f} MB)")
+                next_checkpoint_step = (global_step // args.checkpoint_every + 1) * args.checkpoint_every
 
             if time.time() - last_print > PROGRESS_SECONDS:
                 # the ETA uses the recent rate: the warm-up steps run many times faster than learning ones

@@ -365,15 +365,15 @@ def saved_tensors(run_dir) -> dict:
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-@pytest.mark.parametrize("env_state", ["pickled", "episode start"])
+@pytest.mark.parametrize("env_state", ["pickled", "replayed"])
 def test_a_killed_run_resumed_from_its_checkpoint_ends_as_if_never_stopped(script, env_state, tmp_path):
     """Killed (SIGKILL) after its first checkpoint and resumed with --resume, a run writes the same
     episodes.csv and the same final weights as the run that was never stopped, bitwise. "pickled": the
-    tiny run's env (classic control) is saved as it is; "episode start": a MuJoCo or Box2D env, whose
-    state does not pickle, is checkpointed when an episode starts and its reset redone on resume."""
+    tiny run's env (classic control) is saved as it is; "replayed": a MuJoCo or Box2D env, whose state
+    does not pickle, is rebuilt by redoing its episode's reset and actions."""
     require(script, "resume", "checkpoint_every")
     flags = tiny_args(script) + ["--seed", "1", "--save-model"]
-    if env_state == "episode start":  # a MuJoCo or Box2D env with the tiny run's kind of actions
+    if env_state == "replayed":  # a MuJoCo or Box2D env with the tiny run's kind of actions
         tiny_env = gym.make(value_of(flags, "--env-id") or load_module(script).Args().env_id)
         continuous = isinstance(tiny_env.action_space, gym.spaces.Box)
         flags = without(flags, "--env-id") + ["--env-id", "InvertedPendulum-v5" if continuous else "LunarLander-v3"]
