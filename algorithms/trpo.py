@@ -18,9 +18,20 @@ with the model. The KL is KL(old || new), the paper's (SB3-contrib's KL(new || o
     python algorithms/trpo.py --env-id my_package.my_envs:MyEnv-v0  # imports my_package.my_envs, which registers it
     python algorithms/trpo.py --model-path runs/.../trpo.pt --total-timesteps 0 --capture-video
 The last line evaluates a saved model without training (and records the evaluation episodes).
+
+Long runs resume: `--checkpoint-every 100000 --checkpoint-dir ~/checkpoints` writes, at the end of the
+first iteration past each multiple, everything the run needs to go on (the agent, the critic's optimizer,
+the observation and reward statistics, every random state, the envs, counters, the episodes so far; the
+rollout itself is refilled every iteration, so it is not saved); rerunning the same command with
+`--resume PATH` continues it in its run directory, bitwise on CPU as if it had never stopped. An env
+whose state pickles (classic control, most pure-Python envs) is saved as it is; MuJoCo and Box2D envs
+pickle only their constructor arguments, so their checkpoint holds how the current episode began and its
+actions, and resuming replays them.
 """
 
+import copy
 import csv
+import glob
 import json
 import os
 import pickle
@@ -73,6 +84,12 @@ class Args:
     """save the model to runs/{run_name}/{exp_name}.pt"""
     model_path: Optional[str] = None
     """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    checkpoint_every: int = 0
+    """checkpoint (to resume from) after the iteration that passes every this many env steps (0: never); latest two kept"""
+    checkpoint_dir: Optional[str] = None
+    """where checkpoints go; None: runs/{run_name}/checkpoints (keep a long run's outside the work tree)"""
+    resume: Optional[str] = None
+    """a checkpoint to continue, given with the run's own arguments: the run goes on in its run directory"""
     env_id: str = "Hopper-v5"
     """the Gymnasium environment id (Box observations, Box actions); "package.module:Env-v0" imports the module first"""
     env_kwargs: str = "{}"
@@ -121,9 +138,24 @@ def make_env(env_id: str, env_kwargs: dict, flatten_obs: bool, render_mode: Opti
         env = gym.make(env_id, **env_kwargs, **({"render_mode": render_mode} if render_mode else {}))
         # inside each sub-env (vector observation wrappers refuse the SAME_STEP autoreset mode), so the
         # observation normalisation sees the flat vector
-        return gym.wrappers.FlattenObservation(env) if flatten_obs else env
+        return EpisodeRecorder(gym.wrappers.FlattenObservation(env) if flatten_obs else env)
 
     return thunk
+
+
+class EpisodeRecorder(gym.Wrapper):
+    """Keeps what rebuilds the env's state by replay: how its latest reset began (the seed, or the random
+    state just before it) and the actions taken since. A checkpoint of an env whose state does not
+    pickle holds these; resuming redoes the reset and the actions (see restore_envs)."""
+
+    def reset(self, *, seed=None, options=None):
+        self.reset_from = (seed, copy.deepcopy(self.unwrapped.np_random.bit_generator.state), options)
+        self.actions_since_reset = []  # at most one episode of actions
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.actions_since_reset.append(np.copy(action))
+        return self.env.step(action)
 
 
 def make_training_envs(args: Args, env_kwargs: dict) -> gym.vector.VectorEnv:
@@ -198,6 +230,13 @@ class RewardScaler:
         self.return_rms.update(self.returns)
         self.returns[dones] = 0.0
         return np.clip(rewards / np.sqrt(self.return_rms.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
+
+    def state_dict(self) -> dict:  # for a checkpoint: each env's discounted return so far, and their statistics
+        return {"returns": torch.tensor(self.returns), "return_rms": self.return_rms.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.returns = state["returns"].numpy().copy()
+        self.return_rms.load_state_dict(state["return_rms"])
 
 
 def network_input(raw_obs: np.ndarray, obs_rms: RunningMeanStd, device: torch.device) -> torch.Tensor:
@@ -343,23 +382,108 @@ def evaluate(agent: Agent, obs_rms: RunningMeanStd, args: Args, run_dir: str, de
     return returns
 
 
+# ---------------------------------------------------------------------------------------- Checkpoints
+# What a resumed run may change: where and how often it checkpoints, logging, the device, the video.
+ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
+                            "wandb_entity", "capture_video", "save_model", "cuda"}
+CHECKPOINTS_KEPT = 2  # a checkpoint is small (no replay buffer): the latest two, in case the newest is damaged
+
+
+def random_states(envs: gym.vector.VectorEnv) -> dict:
+    """Every random stream the run draws from, for a checkpoint (the policy's samples and the minibatch
+    shuffles draw from torch's global generator, or CUDA's on a GPU)."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "action_space": copy.deepcopy(envs.action_space.np_random.bit_generator.state)}
+
+
+def set_random_states(states: dict, envs: gym.vector.VectorEnv) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    envs.action_space.np_random.bit_generator.state = states["action_space"]
+
+
+def capture_envs(envs: gym.vector.VectorEnv) -> list:
+    """Each sub-env's state: the pickled env where it pickles its state (classic control, most pure-Python
+    envs), else how its episode began and the actions since (see EpisodeRecorder): Gymnasium's EzPickle
+    envs (MuJoCo, Box2D) pickle their constructor arguments only."""
+    return [("pickle", pickle.dumps(env)) if not isinstance(env.unwrapped, gym.utils.EzPickle)
+            else ("replay", (env.reset_from, list(env.actions_since_reset))) for env in envs.unwrapped.envs]
+
+
+def restore_envs(envs: gym.vector.VectorEnv, states: list, obs: np.ndarray) -> None:
+    """The sub-envs as captured: unpickled, or reset as their episode began and stepped through its
+    actions again. The env is deterministic given its random state and the actions (MuJoCo and Box2D
+    are), so this rebuilds its state bitwise; the observation it ends on must be the checkpoint's."""
+    for i, (kind, state) in enumerate(states):
+        if kind == "pickle":
+            envs.unwrapped.envs[i] = pickle.loads(state)
+            continue
+        env, ((seed, rng_state, options), actions) = envs.unwrapped.envs[i], state
+        env.unwrapped.np_random.bit_generator.state = rng_state
+        observation, _ = env.reset(seed=seed, options=options)
+        for action in actions:
+            observation = env.step(action)[0]
+        if not np.array_equal(np.asarray(observation).reshape(obs[i].shape), obs[i]):
+            fail(f"--resume: replaying {env.spec.id}'s episode does not reach the checkpoint's observation "
+                 f"(does the env draw randomness outside its np_random?); it cannot resume")
+
+
+def write_checkpoint(checkpoint: dict, directory: str, global_step: int) -> str:
+    """Atomically: a temporary file, synced, then renamed over, so a kill mid-write leaves the previous
+    checkpoint whole. Keeps the latest CHECKPOINTS_KEPT."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"checkpoint_{global_step:012d}.pt")  # zero-padded: names sort by step
+    with open(path + ".tmp", "wb") as file:
+        torch.save(checkpoint, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(path + ".tmp", path)
+    for old in sorted(glob.glob(os.path.join(directory, "checkpoint_*.pt")))[:-CHECKPOINTS_KEPT]:
+        os.remove(old)
+    return path
+
+
+def load_checkpoint(args: Args) -> dict:
+    """The checkpoint to resume, refused in one line when it is unreadable, another script's, or made
+    with other arguments (beyond ARGS_A_RESUME_MAY_CHANGE)."""
+    try:
+        # our own file holds numpy and python random states besides tensors: not weights only
+        checkpoint = torch.load(args.resume, map_location="cpu", weights_only=False)
+        saved_args, script = checkpoint["args"], checkpoint["script"]
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        fail(f"--resume {args.resume} is not a readable checkpoint (corrupt or truncated?): {str(error).splitlines()[0]}")
+    if script != "trpo.py":
+        fail(f"--resume {args.resume} is a checkpoint of {script}, not of trpo.py")
+    changed = [f"--{name.replace('_', '-')} {saved_args.get(name)} (now {value})" for name, value in vars(args).items()
+               if name not in ARGS_A_RESUME_MAY_CHANGE and saved_args.get(name) != value]
+    if changed:
+        fail(f"--resume needs the run's own arguments; the checkpoint was made with {', '.join(changed)}")
+    return checkpoint
+
+
 # ---------------------------------------------------------------------------------------- Logging
 class FigureLog:
     """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
     are imported only when asked for (they are slow to import and optional)."""
 
-    def __init__(self, args: Args, run_name: str, run_dir: str):
+    def __init__(self, args: Args, run_name: str, run_dir: str, resumed: Optional[dict] = None):
         self.wandb = self.writer = None
         if args.track:
             import wandb
 
-            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name,
-                       config=vars(args), dir=run_dir)
+            # a resumed run continues its W&B run
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args),
+                       dir=run_dir, id=resumed and resumed["wandb_run_id"], resume="allow" if resumed else None)
             self.wandb = wandb
         if args.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(run_dir)  # the arguments are in summary.json beside it
+            # the arguments are in summary.json beside it; a resumed run drops what was logged after its checkpoint
+            self.writer = SummaryWriter(run_dir, purge_step=resumed and resumed["global_step"])
         self.on = self.wandb is not None or self.writer is not None  # callers skip building figures otherwise
 
     def log(self, figures: dict, step: int) -> None:
@@ -390,6 +514,10 @@ def check_args(args: Args) -> None:
              f"{args.gae_lambda}, {args.max_kl}, {args.cg_damping}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
+    if args.checkpoint_every < 0:
+        fail(f"--checkpoint-every must be >= 0 (0: no checkpoints); got {args.checkpoint_every}")
+    if args.resume is not None and (not os.path.isfile(args.resume) or args.model_path is not None):
+        fail(f"--resume {args.resume} must be a checkpoint file, and not combined with --model-path")
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as error:
@@ -410,6 +538,7 @@ def warn_if_env_differs(saved_args: dict, args: Args) -> None:
 
 def train(args: Args) -> dict:
     check_args(args)
+    checkpoint = load_checkpoint(args) if args.resume is not None else None
     batch_size = args.num_envs * args.num_steps
     env_kwargs = json.loads(args.env_kwargs)  # a JSON object: check_args made sure
     envs = make_training_envs(args, env_kwargs)
@@ -428,15 +557,17 @@ def train(args: Args) -> dict:
     # Observation normalisation and reward scaling (the Zoo's VecNormalize), shared by all envs, saved with the
     # model. Scaled rewards let the critic fit returns of order 1-10, not hundreds (Hopper: 2,953 -> 3,459).
     obs_rms, reward_scaler = RunningMeanStd((obs_size,)), RewardScaler(args.num_envs, args.gamma)
+    # everything with a state_dict, by name: a checkpoint saves and restores them as one
+    learner = {"agent": agent, "optimizer": optimizer, "obs_rms": obs_rms, "reward_scaler": reward_scaler}
     if args.model_path is not None:
         try:
-            checkpoint = torch.load(args.model_path, map_location=device)
-            agent.load_state_dict(checkpoint["agent"])
-            obs_rms.load_state_dict(checkpoint["obs_rms"])
-            reward_scaler.return_rms.load_state_dict(checkpoint["return_rms"])
+            saved = torch.load(args.model_path, map_location=device)
+            agent.load_state_dict(saved["agent"])
+            obs_rms.load_state_dict(saved["obs_rms"])
+            reward_scaler.return_rms.load_state_dict(saved["return_rms"])
         except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
             fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
-        warn_if_env_differs(checkpoint.get("args", {}), args)
+        warn_if_env_differs(saved.get("args", {}), args)
 
     # One torch thread: 64-wide layers are too small to split (as ppo_continuous.py). Restored on return.
     torch_threads = torch.get_num_threads()
@@ -444,12 +575,18 @@ def train(args: Args) -> dict:
 
     # "package.module:Env-v0" and "Namespace/Env-v0" make one directory name, not a path
     run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join("runs", run_name)
+    run_dir = checkpoint["run_dir"] if checkpoint else os.path.join("runs", run_name)  # a resumed run goes on in its own
+    run_name = os.path.basename(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    figure_log = FigureLog(args, run_name, run_dir)
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    checkpoint_dir = args.checkpoint_dir or os.path.join(run_dir, "checkpoints")
+    figure_log = FigureLog(args, run_name, run_dir, resumed=checkpoint)
+    episodes_path = os.path.join(run_dir, "episodes.csv")
+    episodes_file = open(episodes_path, "w", newline="")
     episodes_csv = csv.writer(episodes_file)
-    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+    if checkpoint is None:
+        episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+    else:  # the rows up to the checkpoint, and none that the stopped run wrote after it
+        episodes_file.write(checkpoint["episodes_csv"])
 
     # ---- rollout storage, (num_steps, num_envs, ...)
     obs = torch.zeros((args.num_steps, args.num_envs, obs_size), device=device)
@@ -466,10 +603,22 @@ def train(args: Args) -> dict:
         obs_rms.update(next_obs_np)
     next_obs = network_input(next_obs_np, obs_rms, device)
     actor_params = list(agent.actor_mean.parameters()) + [agent.actor_logstd]  # moved by the natural gradient
-    episodic_returns, line_search_failures, global_step = [], 0, 0
+    episodic_returns, line_search_failures, global_step, first_iteration = [], 0, 0, 1
     start_time = last_print = time.time()
+    if checkpoint is not None:  # go on exactly where the checkpoint was written, at the end of an iteration
+        for name, item in learner.items():
+            item.load_state_dict(checkpoint["learner"][name])
+        restore_envs(envs, checkpoint["envs"], checkpoint["next_obs"])
+        next_obs_np = checkpoint["next_obs"]
+        next_obs = network_input(next_obs_np, obs_rms, device)
+        envs.episode_returns[:], envs.episode_lengths[:] = checkpoint["episode_statistics"]
+        set_random_states(checkpoint["random"], envs)
+        global_step, first_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
+        episodic_returns, line_search_failures = checkpoint["episodic_returns"], checkpoint["line_search_failures"]
+        start_time -= checkpoint["wall_time"]  # the clock covers the whole run
+    next_checkpoint_step = (global_step // args.checkpoint_every + 1) * args.checkpoint_every if args.checkpoint_every else 0
     try:
-        for iteration in range(1, num_iterations + 1):
+        for iteration in range(first_iteration, num_iterations + 1):
             # ---- collect a rollout
             for step in range(args.num_steps):
                 global_step += args.num_envs
@@ -549,6 +698,24 @@ def train(args: Args) -> dict:
                                 "losses/line_search_success": float(accepted), "losses/step_fraction": step_fraction,
                                 "losses/explained_variance": (1 - (b_returns - b_values).var() / b_returns.var()).item(),
                                 "charts/SPS": sps}, step=global_step)
+
+            # ---- checkpoint when one is due: what carries over to the next iteration (the rollout is refilled)
+            if args.checkpoint_every and global_step >= next_checkpoint_step:
+                episodes_file.flush()
+                with open(episodes_path, newline="") as file:
+                    episodes_so_far = file.read()
+                path = write_checkpoint({
+                    "script": "trpo.py", "args": vars(args), "run_dir": os.path.abspath(run_dir),
+                    "global_step": global_step, "iteration": iteration, "line_search_failures": line_search_failures,
+                    "episodic_returns": episodic_returns, "episodes_csv": episodes_so_far,
+                    "wall_time": time.time() - start_time,
+                    "learner": {name: item.state_dict() for name, item in learner.items()},
+                    "random": random_states(envs), "envs": capture_envs(envs), "next_obs": next_obs_np,
+                    "episode_statistics": (envs.episode_returns.copy(), envs.episode_lengths.copy()),
+                    "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb is not None else None,
+                }, checkpoint_dir, global_step)
+                print(f"checkpoint at step {global_step:,}: {path} ({os.path.getsize(path) / 1e6:,.1f} MB)")
+                next_checkpoint_step = (global_step // args.checkpoint_every + 1) * args.checkpoint_every
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 episodes_file.flush()
