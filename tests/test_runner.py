@@ -22,11 +22,15 @@ runner = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(runner)
 
 
+def runner_command(suite, tmp_path, *extra) -> list:
+    """The runner's command line with every output under tmp_path."""
+    return [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--suite", str(suite),
+            "--logs-dir", str(tmp_path / "logs"), "--results-dir", str(tmp_path / "results"),
+            "--plots-dir", str(tmp_path / "plots"), "--markdown", str(tmp_path / "benchmarks.md"), *extra]
+
+
 def run_runner(suite, tmp_path, *extra):
-    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--suite", str(suite),
-               "--logs-dir", str(tmp_path / "logs"), "--results-dir", str(tmp_path / "results"),
-               "--plots-dir", str(tmp_path / "plots"), "--markdown", str(tmp_path / "benchmarks.md"), *extra]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(runner_command(suite, tmp_path, *extra), cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def read_rows(path):
@@ -154,9 +158,7 @@ args = ["--learning-starts", "300", "--batch-size", "32", "--hidden-sizes", "32"
     assert whole.returncode == 0, whole.stdout + whole.stderr
 
     stopped, checkpoints = tmp_path / "stopped", tmp_path / "stopped" / "checkpoints"
-    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--suite", str(suite), "--logs-dir",
-               str(stopped / "logs"), "--results-dir", str(stopped / "results"), "--plots-dir", str(stopped / "plots"),
-               "--markdown", str(stopped / "benchmarks.md"), "--checkpoints-dir", str(checkpoints)]
+    command = runner_command(suite, stopped, "--checkpoints-dir", str(checkpoints))
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # its own process group: the kill takes the script too
     deadline = time.time() + 300
