@@ -143,9 +143,10 @@ def load_model(args: Args, n_states: int, n_actions: int) -> tuple:
     # Another env id or other env kwargs with the same spaces are allowed (a robustness check is a reason
     # to want it) but said aloud, since the returns are then not those of the env the model was planned in.
     saved_env = (saved_args.get("env_id"), json.loads(saved_args.get("env_kwargs", "{}")))
-    if saved_env != (args.env_id, json.loads(args.env_kwargs)):
+    current = (args.env_id, json.loads(args.env_kwargs))
+    if saved_env != current:
         print(f"warning: --model-path was planned in {saved_env[0]} with env kwargs {saved_env[1]} and is now run in "
-              f"{args.env_id} with {json.loads(args.env_kwargs)}: its returns are those of this env", file=sys.stderr)
+              f"{current[0]} with {current[1]}: its returns are those of this env", file=sys.stderr)
     return values, policy.astype(np.int64)
 
 

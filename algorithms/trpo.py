@@ -432,6 +432,11 @@ def restore_envs(envs: gym.vector.VectorEnv, states: list, obs: np.ndarray) -> N
                  f"(does the env draw randomness outside its np_random?); it cannot resume")
 
 
+def next_checkpoint(global_step: int, checkpoint_every: int) -> int:
+    """The first multiple of checkpoint_every past global_step (0 when checkpoints are off)."""
+    return (global_step // checkpoint_every + 1) * checkpoint_every if checkpoint_every else 0
+
+
 def write_checkpoint(checkpoint: dict, directory: str, global_step: int) -> str:
     """Atomically: a temporary file, synced, then renamed over, so a kill mid-write leaves the previous
     checkpoint whole. Keeps the latest CHECKPOINTS_KEPT."""
@@ -531,9 +536,10 @@ def warn_if_env_differs(saved_args: dict, args: Args) -> None:
     kwargs with the same spaces are allowed (a robustness check is a reason to want it) but said
     aloud, since the returns are then not those of the env the model learned in."""
     saved = (saved_args.get("env_id"), json.loads(saved_args.get("env_kwargs", "{}")))
-    if saved != (args.env_id, json.loads(args.env_kwargs)):
+    current = (args.env_id, json.loads(args.env_kwargs))
+    if saved != current:
         print(f"warning: --model-path was trained in {saved[0]} with env kwargs {saved[1]} and is now run in "
-              f"{args.env_id} with {json.loads(args.env_kwargs)}: its returns are those of this env", file=sys.stderr)
+              f"{current[0]} with {current[1]}: its returns are those of this env", file=sys.stderr)
 
 
 def train(args: Args) -> dict:
@@ -616,7 +622,7 @@ def train(args: Args) -> dict:
         global_step, first_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
         episodic_returns, line_search_failures = checkpoint["episodic_returns"], checkpoint["line_search_failures"]
         start_time -= checkpoint["wall_time"]  # the clock covers the whole run
-    next_checkpoint_step = (global_step // args.checkpoint_every + 1) * args.checkpoint_every if args.checkpoint_every else 0
+    next_checkpoint_step = next_checkpoint(global_step, args.checkpoint_every)
     try:
         for iteration in range(first_iteration, num_iterations + 1):
             # ---- collect a rollout
@@ -715,7 +721,7 @@ def train(args: Args) -> dict:
                     "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb is not None else None,
                 }, checkpoint_dir, global_step)
                 print(f"checkpoint at step {global_step:,}: {path} ({os.path.getsize(path) / 1e6:,.1f} MB)")
-                next_checkpoint_step = (global_step // args.checkpoint_every + 1) * args.checkpoint_every
+                next_checkpoint_step = next_checkpoint(global_step, args.checkpoint_every)
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 episodes_file.flush()
