@@ -246,3 +246,21 @@ def test_the_first_ten_walk_episodes_at_lambda_0_8(method, in_tmp):
     means = [np.mean(train_quietly(method=method, lam=0.8, learning_rate=0.4, total_episodes=10, seed=seed)["rms_errors"])
              for seed in range(1, 6)]
     assert max(means) < 0.4 and np.mean(means) < 0.32, means
+
+
+def test_the_random_walk_is_the_same_in_n_step_sarsa_py():
+    """n_step_sarsa.py builds the same walk under the same id (each file stands alone, and whichever
+    registers first serves both in one process): same spaces, dynamics, rewards and true values."""
+    other = load_module("n_step_sarsa.py")
+    ours, theirs = td_lambda.RandomWalk(), other.RandomWalk()
+    assert ours.observation_space == theirs.observation_space and ours.action_space == theirs.action_space
+    np.testing.assert_array_equal(ours.true_values(), theirs.true_values())
+    for walk in (ours, theirs):
+        walk.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        action = int(rng.integers(2))
+        step_ours, step_theirs = ours.step(action), theirs.step(action)
+        assert step_ours[:4] == step_theirs[:4]
+        if step_ours[2]:
+            assert ours.reset()[0] == theirs.reset()[0]
