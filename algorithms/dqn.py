@@ -1,11 +1,20 @@
-"""Deep Q-Network (Mnih et al. 2015), with Double-Q (van Hasselt et al. 2016) and Dueling (Wang et al. 2016) options.
+"""Deep Q-Network (Mnih et al. 2015), with Double-Q (van Hasselt et al. 2016), Dueling (Wang et al. 2016),
+prioritized replay (Schaul et al. 2016) and n-step returns (Sutton 1988; Hessel et al. 2018) as options.
 
 Learn Q(s, a) with a neural network from a replay buffer of past transitions, regressing each
 Q(s, a) on the TD target r + gamma * max_a' Q_target(s', a') of a slowly updated target network;
 act epsilon-greedily. --double-q picks a' with the online network and values it with the target
 network; --dueling splits the head into V(s) + A(s, a) - mean_a A(s, a).
+--prioritized replays transition i with probability P(i) = p_i / sum_k p_k, p_i = (|delta_i| + eps)^alpha
+(proportional prioritization, Section 3.3 of Schaul et al.), new transitions at the largest priority
+so far, and corrects the bias with importance weights (N P(i))^-beta / max_j w_j (the batch's largest),
+beta annealed linearly to 1 over training (Section 3.4). --n-step N regresses on
+r_t + gamma r_t+1 + ... + gamma^(N-1) r_t+N-1 + gamma^N max_a Q_target(s_t+N, a): one window per env,
+cut at a termination (no bootstrap) and at a truncation (bootstrap from the true final observation
+with gamma^k, k the rewards summed), so it never spans two episodes, and an episode's last N - 1
+transitions are stored with their shorter returns, not dropped.
 Papers: https://www.nature.com/articles/nature14236, https://arxiv.org/abs/1509.06461,
-https://arxiv.org/abs/1511.06581.
+https://arxiv.org/abs/1511.06581, https://arxiv.org/abs/1511.05952, https://arxiv.org/abs/1710.02298.
 
 Spaces: Box (vector) observations, Discrete actions. Defaults equal CleanRL's dqn.py, so the two
 compare side by side. Unlike it, --num-envs may exceed 1 (update and target-sync frequencies stay in
@@ -15,6 +24,7 @@ environment steps), and the buffer stores the true final observation of a trunca
     python algorithms/dqn.py                                          # CartPole-v1, 500k steps
     python algorithms/dqn.py --env-id Acrobot-v1 --double-q --dueling
     python algorithms/dqn.py --env-id MountainCar-v0 --huber --max-grad-norm 10
+    python algorithms/dqn.py --env-id LunarLander-v3 --prioritized --n-step 3
     python algorithms/dqn.py --env-kwargs '{"sutton_barto_reward": true}'  # CartPole: -1 at the end, 0 before
     python algorithms/dqn.py --env-id my_package.my_envs:MyEnv-v0  # imports my_package.my_envs, which registers it
     python algorithms/dqn.py --model-path runs/.../dqn.pt --total-timesteps 0 --capture-video
@@ -124,6 +134,16 @@ class Args:
     """Huber (smooth L1) TD loss instead of the mean squared error"""
     max_grad_norm: Optional[float] = None
     """clip the gradient to this global norm (None: no clipping)"""
+    n_step: int = 1
+    """n-step returns: the target sums n rewards before it bootstraps (1: the one-step DQN target)"""
+    prioritized: bool = False
+    """proportional prioritized replay (Schaul et al. 2016)"""
+    prioritized_alpha: float = 0.6
+    """priority exponent alpha: p_i = (|delta_i| + eps)^alpha (0: uniform replay)"""
+    prioritized_beta: float = 0.4
+    """importance-sampling exponent at the start of training, annealed linearly to 1 at its end"""
+    prioritized_eps: float = 1e-6
+    """added to |delta| so that no transition's priority is 0"""
     hidden_sizes: tuple[int, ...] = (120, 84)
     """units of the hidden ReLU layers"""
     eval_episodes: int = 10
@@ -226,9 +246,10 @@ class QNetwork(nn.Module):
 class ReplayBuffer:
     """Circular storage in preallocated tensors in host memory; one index tensor samples a batch, which
     then moves to the training device (nothing to move on CPU). Each step writes through numpy views of
-    the same memory: five numpy slice writes cost about a fifth of five torch ones (profile_dqn.py)."""
+    the same memory: five numpy slice writes cost about a fifth of five torch ones (profile_dqn.py).
+    `discounts` holds each transition's bootstrap factor: gamma, or gamma^k for a k-step transition."""
 
-    STORED = ("obs", "next_obs", "actions", "rewards", "terminations")
+    STORED = ("obs", "next_obs", "actions", "rewards", "terminations", "discounts")
 
     def __init__(self, capacity: int, obs_size: int, device: torch.device):
         self.capacity, self.pos, self.size, self.device = capacity, 0, 0, device
@@ -237,18 +258,19 @@ class ReplayBuffer:
         self.actions = torch.zeros(capacity, dtype=torch.long)
         self.rewards = torch.zeros(capacity, dtype=torch.float32)
         self.terminations = torch.zeros(capacity, dtype=torch.float32)
+        self.discounts = torch.zeros(capacity, dtype=torch.float32)
         self.views = [getattr(self, name).numpy() for name in self.STORED]  # share the tensors' memory
 
-    def add(self, obs, next_obs, actions, rewards, terminations) -> None:
-        """Store one vector step: numpy arrays straight from the env, each (num_envs, ...), cast to the
-        storage's dtype (float64 obs, bool terminations), wrapping at capacity."""
+    def add(self, obs, next_obs, actions, rewards, terminations, discounts) -> None:
+        """Store transitions: numpy arrays, each (n, ...), cast to the storage's dtype (float64 obs, bool
+        terminations), wrapping at capacity."""
         n = len(actions)
         if self.pos + n > self.capacity:  # wrap: the part that fits at the end, then the rest at the start
             fit = self.capacity - self.pos
-            self.add(obs[:fit], next_obs[:fit], actions[:fit], rewards[:fit], terminations[:fit])
-            self.add(obs[fit:], next_obs[fit:], actions[fit:], rewards[fit:], terminations[fit:])
+            self.add(obs[:fit], next_obs[:fit], actions[:fit], rewards[:fit], terminations[:fit], discounts[:fit])
+            self.add(obs[fit:], next_obs[fit:], actions[fit:], rewards[fit:], terminations[fit:], discounts[fit:])
             return
-        for view, values in zip(self.views, (obs, next_obs, actions, rewards, terminations)):
+        for view, values in zip(self.views, (obs, next_obs, actions, rewards, terminations, discounts)):
             rows = view[self.pos:self.pos + n]
             rows[...] = values.reshape(rows.shape)  # numpy casts the dtype as it copies
         self.pos = (self.pos + n) % self.capacity
@@ -265,10 +287,136 @@ class ReplayBuffer:
         for name in self.STORED:
             getattr(self, name)[:self.size] = state[name]
 
+    def rows(self, index: torch.Tensor) -> tuple:
+        """The stored transitions at `index`, on the training device: obs, actions, rewards, next_obs,
+        terminations, discounts."""
+        return tuple(getattr(self, name)[index].to(self.device) for name in
+                     ("obs", "actions", "rewards", "next_obs", "terminations", "discounts"))
+
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple:
+        """A uniform batch: the rows, their indices and importance weights (None: all equal)."""
         index = torch.randint(self.size, (batch_size,), generator=generator)  # generator: a CPU one
-        return tuple(tensor[index].to(self.device) for tensor in (self.obs, self.actions, self.rewards,
-                                                                  self.next_obs, self.terminations))
+        return self.rows(index), index, None
+
+
+class SumTree:
+    """A complete binary tree in one array: node k has children 2k and 2k + 1, the leaves (one per buffer
+    row, a power of two of them) sit at [leaves, 2 leaves), and the root, node 1, holds their total.
+    Both operations take a whole batch and walk the tree level by level (no per-item Python loop):
+    update sets leaves and recomputes each parent from its two children (exact, where patching sums
+    with deltas would drift), find descends from the root by prefix sums. float64 throughout."""
+
+    def __init__(self, capacity: int):
+        self.leaves = 1 << max(capacity - 1, 1).bit_length()  # the smallest power of two >= capacity
+        self.nodes = np.zeros(2 * self.leaves)
+
+    def total(self) -> float:
+        return float(self.nodes[1])
+
+    def update(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+        # an index repeated in one batch keeps its last priority, as one-by-one updates would
+        last = len(indices) - 1 - np.unique(indices[::-1], return_index=True)[1]
+        nodes = indices[last] + self.leaves
+        self.nodes[nodes] = priorities[last]
+        while nodes.size and nodes[0] > 1:  # all leaves share one depth: a level is handled at once
+            nodes = np.unique(nodes // 2)
+            self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
+
+    def find(self, prefix_sums: np.ndarray) -> np.ndarray:
+        """For each value u in [0, total): the leaf i with sum(p_0..p_i-1) <= u < sum(p_0..p_i)."""
+        nodes = np.ones(len(prefix_sums), dtype=np.int64)
+        prefix_sums = prefix_sums.copy()
+        while nodes[0] < self.leaves:
+            left = self.nodes[2 * nodes]
+            # right when u is past the left subtree; never into an empty subtree (u at total by rounding)
+            go_right = (prefix_sums >= left) & (self.nodes[2 * nodes + 1] > 0)
+            prefix_sums -= left * go_right
+            nodes = 2 * nodes + go_right
+        return nodes - self.leaves
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritization (Section 3.3 of Schaul et al. 2016): row i is drawn with probability
+    p_i / sum_k p_k, where p_i = (|delta_i| + eps)^alpha is kept in a SumTree. A batch is drawn by
+    stratified sampling: one prefix sum uniformly in each of batch_size equal slices of the total."""
+
+    def __init__(self, capacity: int, obs_size: int, device: torch.device, alpha: float, eps: float):
+        super().__init__(capacity, obs_size, device)
+        self.tree, self.alpha, self.eps = SumTree(capacity), alpha, eps
+        self.max_priority = 1.0  # new transitions get the largest priority so far: each is replayed at least once soon
+
+    def add(self, obs, next_obs, actions, rewards, terminations, discounts) -> None:
+        rows = (self.pos + np.arange(len(actions))) % self.capacity  # before add() moves pos on
+        super().add(obs, next_obs, actions, rewards, terminations, discounts)
+        self.tree.update(rows, np.full(len(rows), self.max_priority))
+
+    def sample(self, batch_size: int, generator: torch.Generator, beta: float = 1.0) -> tuple:
+        """The rows, their indices and importance weights (N P(i))^-beta / max_j w_j (Section 3.4)."""
+        total = self.tree.total()
+        offsets = torch.rand(batch_size, generator=generator, dtype=torch.float64).numpy()
+        index = np.minimum(self.tree.find((np.arange(batch_size) + offsets) * total / batch_size), self.size - 1)
+        probabilities = self.tree.nodes[index + self.tree.leaves] / total
+        weights = (self.size * probabilities) ** -beta
+        weights = torch.as_tensor(weights / weights.max(), dtype=torch.float32, device=self.device)
+        return self.rows(torch.from_numpy(index)), index, weights
+
+    def update_priorities(self, index: np.ndarray, td_errors: np.ndarray) -> None:
+        priorities = (np.abs(td_errors) + self.eps) ** self.alpha
+        self.tree.update(index, priorities)
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "tree": self.tree.nodes.copy(), "max_priority": self.max_priority}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.tree.nodes[:], self.max_priority = state["tree"], state["max_priority"]
+
+
+class NStepWindow:
+    """Turns each env's one-step transitions into n-step ones: per env, the last n (obs, action, reward)
+    of the current episode. When an env's window is full, its oldest step leaves as one transition
+    (sum of n discounted rewards, the obs n steps later, discount gamma^n); when its episode ends, every
+    step still in the window leaves with the rewards to the end, that end's true final observation,
+    discount gamma^k (k its rewards) and the episode's termination flag, and the window empties. So no
+    transition spans two episodes, and a truncation bootstraps where a termination does not."""
+
+    def __init__(self, n: int, num_envs: int, obs_size: int, gamma: float):
+        self.n, self.gamma = n, gamma
+        self.obs = np.zeros((num_envs, n, obs_size), dtype=np.float32)
+        self.actions = np.zeros((num_envs, n), dtype=np.int64)
+        self.rewards = np.zeros((num_envs, n))
+        self.length = np.zeros(num_envs, dtype=np.int64)  # steps in each env's window
+        self.powers = gamma ** np.arange(n)  # (n,): 1, gamma, gamma^2, ...
+
+    def push(self, obs, actions, rewards, real_next_obs, terminations, ended) -> tuple:
+        """One vector step in; the transitions it completes out, as ReplayBuffer.add takes them."""
+        envs = np.arange(len(actions))
+        obs, real_next_obs = obs.reshape(len(envs), -1), real_next_obs.reshape(len(envs), -1)
+        self.obs[envs, self.length], self.actions[envs, self.length] = obs, actions
+        self.rewards[envs, self.length] = rewards
+        self.length += 1
+        full = np.flatnonzero((self.length == self.n) & ~ended)  # these emit their oldest step
+        parts = [(self.obs[full, 0], real_next_obs[full], self.actions[full, 0], self.rewards[full] @ self.powers,
+                  np.zeros(len(full), dtype=bool), np.full(len(full), self.gamma ** self.n))]
+        for window in (self.obs, self.actions, self.rewards):  # slide the full windows by one
+            window[full, :-1] = window[full, 1:]
+        self.length[full] -= 1
+        for i in np.flatnonzero(ended):  # an episode ended: flush the whole window (rare: no hot-path loop)
+            k = self.length[i]
+            returns = np.array([self.rewards[i, j:k] @ self.powers[:k - j] for j in range(k)])  # to the episode's end
+            parts.append((self.obs[i, :k], np.repeat(real_next_obs[i:i + 1], k, axis=0), self.actions[i, :k], returns,
+                          np.full(k, terminations[i]), self.gamma ** np.arange(k, 0, -1)))
+            self.length[i] = 0
+        return tuple(np.concatenate(column) for column in zip(*parts))
+
+    def state_dict(self) -> dict:
+        return {"obs": self.obs.copy(), "actions": self.actions.copy(), "rewards": self.rewards.copy(),
+                "length": self.length.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.obs[:], self.actions[:], self.rewards[:], self.length[:] = (state[name] for name in
+                                                                         ("obs", "actions", "rewards", "length"))
 
 
 # ---------------------------------------------------------------------------------------- Math
@@ -277,10 +425,11 @@ def linear_schedule(start_e: float, end_e: float, duration: int, t: int) -> floa
     return max(end_e, start_e + (end_e - start_e) * t / max(duration, 1))
 
 
-def td_target(rewards, terminations, next_q_target, gamma: float, next_q_online=None) -> torch.Tensor:
+def td_target(rewards, terminations, next_q_target, gamma, next_q_online=None) -> torch.Tensor:
     """y = r + gamma * (1 - terminated) * Q_target(s', a'), with a' = argmax_a Q_target(s', a)
     (Mnih et al. 2015) or, given next_q_online, a' = argmax_a Q_online(s', a) (Double DQN, Eq. 4 of
-    van Hasselt et al. 2016). Shapes: rewards, terminations (batch,); next_q_* (batch, n_actions)."""
+    van Hasselt et al. 2016). Shapes: rewards, terminations (batch,); next_q_* (batch, n_actions);
+    gamma a number or (batch,): gamma^k for k-step transitions, whose r sums k discounted rewards."""
     if next_q_online is None:
         next_value = next_q_target.max(dim=1).values
     else:
@@ -446,7 +595,7 @@ class FigureLog:
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
     for name in ("num_envs", "eval_episodes", "buffer_size", "batch_size", "train_frequency",
-                 "target_network_frequency"):
+                 "target_network_frequency", "n_step"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
     if args.total_timesteps < 0:
@@ -457,6 +606,9 @@ def check_args(args: Args) -> None:
         fail(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
     if not 0.0 < args.tau <= 1.0 or not 0.0 <= args.gamma <= 1.0:
         fail(f"--tau must be in (0, 1] and --gamma in [0, 1]; got {args.tau}, {args.gamma}")
+    if args.prioritized_alpha < 0 or not 0.0 <= args.prioritized_beta <= 1.0 or args.prioritized_eps <= 0:
+        fail(f"--prioritized-alpha must be >= 0, --prioritized-beta in [0, 1] and --prioritized-eps > 0; got "
+             f"{args.prioritized_alpha}, {args.prioritized_beta}, {args.prioritized_eps}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     if args.checkpoint_every < 0:
@@ -510,7 +662,10 @@ def train(args: Args) -> dict:
             fail(f"--model-path {args.model_path} does not fit {args.env_id} with these args: {str(error).splitlines()[0]}")
         warn_if_env_differs(saved.get("args", {}), args)
     target_network.load_state_dict(q_network.state_dict())
-    rb = ReplayBuffer(args.buffer_size, obs_size, device)
+    rb = (PrioritizedReplayBuffer(args.buffer_size, obs_size, device, args.prioritized_alpha, args.prioritized_eps)
+          if args.prioritized else ReplayBuffer(args.buffer_size, obs_size, device))
+    window = NStepWindow(args.n_step, args.num_envs, obs_size, args.gamma) if args.n_step > 1 else None
+    one_step_discounts = np.full(args.num_envs, args.gamma)  # what every one-step transition stores
     rng = np.random.default_rng(args.seed)  # exploration
     sample_generator = torch.Generator().manual_seed(args.seed)  # replay sampling (on the host, as the buffer)
 
@@ -545,6 +700,8 @@ def train(args: Args) -> dict:
         for name, item in learner.items():
             item.load_state_dict(checkpoint["learner"][name])
         rb.load_state_dict(checkpoint["replay_buffer"])
+        if window is not None:
+            window.load_state_dict(checkpoint["n_step_window"])
         restore_envs(envs, checkpoint["envs"], checkpoint["obs"])
         obs = checkpoint["obs"]
         envs.episode_returns[:], envs.episode_lengths[:] = checkpoint["episode_statistics"]
@@ -571,7 +728,10 @@ def train(args: Args) -> dict:
             if "_final_obs" in infos:
                 for i in np.flatnonzero(infos["_final_obs"]):
                     real_next_obs[i] = infos["final_obs"][i]
-            rb.add(obs, real_next_obs, actions, rewards, terminations)
+            if window is None:
+                rb.add(obs, real_next_obs, actions, rewards, terminations, one_step_discounts)
+            else:  # the n-step transitions this step completes (none, or several when an episode ends)
+                rb.add(*window.push(obs, actions, rewards, real_next_obs, terminations, terminations | truncations))
             obs = next_obs
 
             if "_episode" in infos:
@@ -587,13 +747,23 @@ def train(args: Args) -> dict:
             # ---- learn: one gradient step per train_frequency env steps (whatever num_envs is)
             if global_step > args.learning_starts:
                 for _ in range(global_step // args.train_frequency - previous_step // args.train_frequency):
-                    b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, sample_generator)
+                    if args.prioritized:  # beta rises linearly from prioritized_beta to 1 over training
+                        beta = args.prioritized_beta + (1.0 - args.prioritized_beta) * min(global_step / args.total_timesteps, 1.0)
+                        batch, b_index, b_weights = rb.sample(args.batch_size, sample_generator, beta)
+                    else:
+                        batch, b_index, b_weights = rb.sample(args.batch_size, sample_generator)
+                    b_obs, b_actions, b_rewards, b_next_obs, b_terminations, b_discounts = batch
                     with torch.no_grad():
                         next_q_online = q_network(b_next_obs) if args.double_q else None
-                        td_targets = td_target(b_rewards, b_terminations, target_network(b_next_obs), args.gamma,
+                        td_targets = td_target(b_rewards, b_terminations, target_network(b_next_obs), b_discounts,
                                                next_q_online)
                     q_values = q_network(b_obs).gather(1, b_actions.unsqueeze(1)).squeeze(1)  # (batch,)
-                    td_loss = F.smooth_l1_loss(q_values, td_targets) if args.huber else F.mse_loss(q_values, td_targets)
+                    loss_function = F.smooth_l1_loss if args.huber else F.mse_loss
+                    if b_weights is None:
+                        td_loss = loss_function(q_values, td_targets)
+                    else:  # each sample's loss scaled by its importance weight; new priorities from its |delta|
+                        td_loss = (b_weights * loss_function(q_values, td_targets, reduction="none")).mean()
+                        rb.update_priorities(b_index, (td_targets - q_values).detach().cpu().numpy())
                     optimizer.zero_grad()
                     td_loss.backward()
                     if args.max_grad_norm is not None:
@@ -621,6 +791,7 @@ def train(args: Args) -> dict:
                     "episodes_csv": episodes_so_far, "wall_time": time.time() - start_time,
                     "learner": {name: item.state_dict() for name, item in learner.items()},
                     "replay_buffer": rb.state_dict(), "random": random_states(envs, rng, sample_generator),
+                    "n_step_window": window.state_dict() if window is not None else None,
                     "envs": capture_envs(envs), "obs": obs,
                     "episode_statistics": (envs.episode_returns.copy(), envs.episode_lengths.copy()),
                     "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb is not None else None,

@@ -1,6 +1,9 @@
 """dqn.py: TD targets (terminated vs truncated, Double-Q), the dueling head, the replay buffer, the
-target update, what the loop stores at a time limit, update counts with several envs, and learning
-CartPole."""
+target update, what the loop stores at a time limit, update counts with several envs, prioritized
+replay (the sum tree, sampling frequencies, importance weights), n-step windows, and learning CartPole."""
+
+import json
+import shutil
 
 import gymnasium as gym
 import numpy as np
@@ -48,10 +51,11 @@ def test_replay_buffer_wraps_around_and_samples_what_it_holds():
     for start in (0, 3):  # 3 + 3 transitions into 5 slots: the sixth overwrites the first
         index = np.arange(start, start + 3)  # numpy in, as the env gives it (float64 obs, bool terminations)
         obs = np.repeat(index[:, None], 2, axis=1).astype(np.float64)
-        rb.add(obs, obs + 100, index, index * 10.0, index % 2 == 1)
+        rb.add(obs, obs + 100, index, index * 10.0, index % 2 == 1, np.full(3, 0.9))
     assert rb.size == 5 and rb.pos == 1
     assert rb.obs[:, 0].tolist() == [5.0, 1.0, 2.0, 3.0, 4.0]
-    obs, actions, rewards, next_obs, terminations = rb.sample(64, torch.Generator().manual_seed(0))
+    (obs, actions, rewards, next_obs, terminations, discounts), index, weights = rb.sample(64, torch.Generator().manual_seed(0))
+    assert weights is None and torch.equal(obs[:, 0], rb.obs[index, 0]) and torch.allclose(discounts, torch.tensor(0.9))
     assert set(obs[:, 0].tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
     assert torch.equal(actions.float(), obs[:, 0]) and torch.equal(rewards, obs[:, 0] * 10)
     assert torch.equal(next_obs, obs + 100) and torch.equal(terminations, obs[:, 0] % 2)
@@ -74,9 +78,9 @@ def test_the_loop_stores_the_true_final_obs_and_terminated_only(in_tmp, monkeypa
     stored = {}
     real_add = dqn.ReplayBuffer.add
 
-    def spy(self, obs, next_obs, actions, rewards, terminations):
+    def spy(self, obs, next_obs, actions, rewards, terminations, discounts):
         stored.setdefault("rows", []).append((obs.copy(), next_obs.copy(), terminations.copy()))
-        real_add(self, obs, next_obs, actions, rewards, terminations)
+        real_add(self, obs, next_obs, actions, rewards, terminations, discounts)
 
     monkeypatch.setattr(dqn.ReplayBuffer, "add", spy)
     dqn.train(dqn.Args(env_id=env_id, num_envs=2, total_timesteps=8, learning_starts=2, batch_size=2,
@@ -107,6 +111,152 @@ def test_gradient_steps_and_target_syncs_count_environment_steps(in_tmp, monkeyp
                        target_network_frequency=100, eval_episodes=1, batch_size=32, buffer_size=1000))
     # Steps 301..600 (600 = 200 vector steps of 3 envs) hold 30 multiples of 10 and 3 of 100.
     assert counts == {"updates": 30, "syncs": 3}
+
+
+# ---------------------------------------------------------------------------------------- prioritized replay
+def filled_prioritized_buffer(capacity: int, rows: int, alpha: float = 0.6) -> "dqn.PrioritizedReplayBuffer":
+    """Rows 0..rows-1 (wrapping when rows > capacity): obs = [row, row]; action row; reward row."""
+    rb = dqn.PrioritizedReplayBuffer(capacity, 2, torch.device("cpu"), alpha=alpha, eps=1e-6)
+    index = np.arange(rows)
+    rb.add(np.repeat(index[:, None], 2, axis=1).astype(np.float64), np.zeros((rows, 2)), index, index * 1.0,
+           np.zeros(rows, dtype=bool), np.full(rows, 0.9))
+    return rb
+
+
+def assert_tree_consistent(tree: "dqn.SumTree") -> None:
+    internal = np.arange(1, tree.leaves)
+    np.testing.assert_array_equal(tree.nodes[internal], tree.nodes[2 * internal] + tree.nodes[2 * internal + 1])
+
+
+def test_sampling_frequencies_match_p_alpha_over_the_sum():
+    """A chi-squared test: 64,000 draws from 10 rows whose priorities follow |delta| = 0..9."""
+    rb = filled_prioritized_buffer(capacity=10, rows=10, alpha=0.6)  # 10 leaves in a tree of 16: padding stays empty
+    td_errors = np.arange(10.0)
+    rb.update_priorities(np.arange(10), td_errors)
+    expected = (td_errors + 1e-6) ** 0.6 / ((td_errors + 1e-6) ** 0.6).sum()
+    generator = torch.Generator().manual_seed(0)
+    counts = np.zeros(10)
+    for _ in range(2000):
+        _, index, _ = rb.sample(32, generator)
+        counts += np.bincount(index, minlength=10)
+    chi_squared = ((counts - expected * counts.sum()) ** 2 / (expected * counts.sum()))[1:].sum()  # row 0: p ≈ 0
+    assert counts[0] == 0 and chi_squared < 27.9  # 27.9: the 0.1% critical value at 9 degrees of freedom
+    # and it is not uniform: the largest priority is drawn far more often than the smallest non-zero one
+    assert counts[9] > 3 * counts[1]
+
+
+def test_importance_weights_by_hand():
+    rb = filled_prioritized_buffer(capacity=4, rows=4, alpha=1.0)
+    rb.update_priorities(np.arange(4), np.array([1.0, 1.0, 2.0, 4.0]) - 1e-6)  # p = 1, 1, 2, 4; total 8
+    (obs, *_), index, weights = rb.sample(64, torch.Generator().manual_seed(1), beta=0.5)
+    probabilities = np.array([1, 1, 2, 4])[index] / 8
+    by_hand = (4 * probabilities) ** -0.5
+    np.testing.assert_allclose(weights.numpy(), by_hand / by_hand.max(), rtol=1e-6)
+    assert set(index.tolist()) == {0, 1, 2, 3} and torch.equal(obs[:, 0], torch.as_tensor(index, dtype=torch.float32))
+    # row 3 (P = 1/2) weighs (4 * 1/2)^-0.5 = 0.707 before normalisation; rows 0, 1 (P = 1/8) weigh 1.414: the max
+    assert weights[index == 3][0].item() == pytest.approx(0.5)
+
+
+def test_repeated_indices_in_one_update_keep_the_last_and_the_tree_stays_exact():
+    rb = filled_prioritized_buffer(capacity=8, rows=8, alpha=1.0)
+    rb.update_priorities(np.array([3, 5, 3, 3]), np.array([10.0, 2.0, 7.0, 0.5]))
+    leaves = rb.tree.nodes[rb.tree.leaves:]
+    assert leaves[3] == pytest.approx(0.5 + 1e-6) and leaves[5] == pytest.approx(2.0 + 1e-6)
+    # new rows enter at the largest priority ever computed (as in OpenAI Baselines), overwritten or not
+    assert rb.max_priority == pytest.approx(10.0 + 1e-6)
+    assert_tree_consistent(rb.tree)
+    assert rb.tree.total() == pytest.approx(leaves.sum())
+
+
+def test_new_rows_enter_at_the_largest_priority_and_the_tree_sums_survive_wrap_around():
+    rb = filled_prioritized_buffer(capacity=5, rows=5, alpha=1.0)
+    rb.update_priorities(np.arange(5), np.array([1.0, 2.0, 3.0, 4.0, 6.0]))
+    index = np.arange(3)  # three more rows overwrite rows 0, 1, 2
+    rb.add(np.zeros((3, 2)), np.zeros((3, 2)), index, index * 1.0, np.zeros(3, dtype=bool), np.full(3, 0.9))
+    leaves = rb.tree.nodes[rb.tree.leaves:]
+    np.testing.assert_allclose(leaves[:5], [6, 6, 6, 4, 6], rtol=1e-5)  # the max so far, 6 (+ eps)
+    assert not leaves[5:].any() and rb.pos == 3 and rb.size == 5
+    assert_tree_consistent(rb.tree)
+    # prefix sums (each boundary up by eps per row): [0, 6) -> 0, [6, 12) -> 1, [18, 22) -> 3, [22, 28) -> 4
+    np.testing.assert_array_equal(rb.tree.find(np.array([0.0, 5.9, 6.1, 18.5, 21.9, 22.01, 27.99])), [0, 0, 1, 3, 3, 4, 4])
+
+
+# ---------------------------------------------------------------------------------------- n-step windows
+def test_n_step_windows_by_hand_termination_and_truncation_two_envs():
+    """n = 3, gamma 0.5, two envs stepping together. Env 0's episode terminates at its 4th step, env 1's
+    is truncated at its 2nd. Obs are the step numbers; rewards 1, 2, 3, ... per env."""
+    window = dqn.NStepWindow(n=3, num_envs=2, obs_size=1, gamma=0.5)
+    obs = np.array([[0.0], [10.0]])
+    emitted = []
+    ends = {(3, 0): "terminated", (1, 1): "truncated"}  # (step, env): how that env's episode ends
+    for step in range(4):
+        rewards = np.array([step + 1.0, step + 11.0])
+        real_next_obs = obs + 1
+        terminations = np.array([ends.get((step, 0)) == "terminated", ends.get((step, 1)) == "terminated"])
+        ended = np.array([(step, 0) in ends, (step, 1) in ends])
+        columns = window.push(obs, np.array([step, step]), rewards, real_next_obs, terminations, ended)
+        emitted += [tuple(float(column[k].ravel()[0]) for column in columns) for k in range(len(columns[0]))]
+        obs = np.where(ended[:, None], np.array([[0.0], [10.0]]), real_next_obs)  # an ended env resets
+    # (obs, next_obs, action, return, terminated, discount)
+    assert emitted == [
+        # step 1: env 1 is truncated after 2 steps: both its steps leave, bootstrapping from its true final
+        # obs 12 (not the reset obs 10) with gamma^2 and gamma^1
+        (10.0, 12.0, 0, 11 + 0.5 * 12, 0.0, 0.25),
+        (11.0, 12.0, 1, 12.0, 0.0, 0.5),
+        # step 2: env 0's window is full: its oldest step leaves with 3 rewards and gamma^3
+        (0.0, 3.0, 0, 1 + 0.5 * 2 + 0.25 * 3, 0.0, 0.125),
+        # step 3: env 0 terminates: its three pending steps leave with the rewards to the end, terminated
+        (1.0, 4.0, 1, 2 + 0.5 * 3 + 0.25 * 4, 1.0, 0.125),
+        (2.0, 4.0, 2, 3 + 0.5 * 4, 1.0, 0.25),
+        (3.0, 4.0, 3, 4.0, 1.0, 0.5),
+    ]
+    assert window.length.tolist() == [0, 2]  # env 1's new episode: two steps waiting
+
+
+@pytest.mark.parametrize("terminate_at", [None, 4])
+def test_the_loop_stores_every_step_once_as_an_n_step_transition_within_its_episode(in_tmp, monkeypatch, terminate_at):
+    """TimedEnv's obs is [t, 1]; episodes end at t = 6 (time limit) or terminate at t = 4. With n = 3 every
+    step of a finished episode is stored once, from its obs t to min(t + 3, end), never across a reset."""
+    env_id = f"LucidRL/DqnNStep{terminate_at}-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=TimedEnv, max_episode_steps=6, kwargs={"terminate_at": terminate_at})
+    stored = []
+    real_add = dqn.ReplayBuffer.add
+
+    def spy(self, obs, next_obs, actions, rewards, terminations, discounts):
+        stored.extend(zip(obs[:, 0], next_obs[:, 0], rewards, terminations, discounts))
+        real_add(self, obs, next_obs, actions, rewards, terminations, discounts)
+
+    monkeypatch.setattr(dqn.ReplayBuffer, "add", spy)
+    length = terminate_at or 6
+    dqn.train(dqn.Args(env_id=env_id, num_envs=2, n_step=3, gamma=0.5, total_timesteps=4 * length, learning_starts=2,
+                       batch_size=2, buffer_size=100, eval_episodes=1))
+    assert len(stored) == 4 * length  # 2 episodes per env, every step stored (none dropped at an episode's end)
+    for obs, next_obs, reward, terminated, discount in stored:
+        k = next_obs - obs
+        assert k == min(3, length - obs) and next_obs <= length  # within the episode
+        assert reward == pytest.approx(sum(0.5 ** i for i in range(int(k))))  # reward 1 per step
+        assert discount == pytest.approx(0.5 ** k) and terminated == (terminate_at is not None and next_obs == length)
+
+
+def test_prioritized_n_step_run_resumes_bitwise(tmp_path, monkeypatch):
+    """The sum tree, the max priority and the n-step windows are in the checkpoint: a run resumed from
+    its mid-run checkpoint ends with the same episodes and weights as the run that went straight on."""
+    monkeypatch.chdir(tmp_path)
+    args = dict(total_timesteps=1200, learning_starts=200, batch_size=32, buffer_size=500, eval_episodes=1,
+                prioritized=True, n_step=3, num_envs=2, save_model=True, checkpoint_every=600)
+    whole = dqn.train(dqn.Args(**args))
+    whole_dir = tmp_path / "whole"
+    shutil.copytree(whole["run_dir"], whole_dir)
+    checkpoint = sorted((tmp_path / whole["run_dir"] / "checkpoints").glob("checkpoint_*.pt"))[0]
+    assert "checkpoint_000000000600" in checkpoint.name
+    resumed = dqn.train(dqn.Args(**args, resume=str(checkpoint)))
+    assert (tmp_path / resumed["run_dir"] / "episodes.csv").read_text().splitlines()[1:] != []
+    strip = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731 (wall_time differs)
+    assert strip((tmp_path / resumed["run_dir"] / "episodes.csv").read_text()) == strip((whole_dir / "episodes.csv").read_text())
+    whole_model, resumed_model = torch.load(whole_dir / "dqn.pt"), torch.load(tmp_path / resumed["run_dir"] / "dqn.pt")
+    assert all(torch.equal(whole_model["q_network"][name], tensor) for name, tensor in resumed_model["q_network"].items())
+    assert json.loads(json.dumps(resumed["eval_returns"])) == whole["eval_returns"]
 
 
 @pytest.mark.learning
