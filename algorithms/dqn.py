@@ -304,7 +304,8 @@ class SumTree:
     row, a power of two of them) sit at [leaves, 2 leaves), and the root, node 1, holds their total.
     Both operations take a whole batch and walk the tree level by level (no per-item Python loop):
     update sets leaves and recomputes each parent from its two children (exact, where patching sums
-    with deltas would drift), find descends from the root by prefix sums. float64 throughout."""
+    with deltas would drift; a parent listed twice is just recomputed twice), find descends from the
+    root by prefix sums. float64 throughout."""
 
     def __init__(self, capacity: int):
         self.leaves = 1 << max(capacity - 1, 1).bit_length()  # the smallest power of two >= capacity
@@ -319,7 +320,7 @@ class SumTree:
         nodes = indices[last] + self.leaves
         self.nodes[nodes] = priorities[last]
         while nodes.size and nodes[0] > 1:  # all leaves share one depth: a level is handled at once
-            nodes = np.unique(nodes // 2)
+            nodes = nodes // 2
             self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
 
     def find(self, prefix_sums: np.ndarray) -> np.ndarray:
@@ -327,31 +328,55 @@ class SumTree:
         nodes = np.ones(len(prefix_sums), dtype=np.int64)
         prefix_sums = prefix_sums.copy()
         while nodes[0] < self.leaves:
-            left = self.nodes[2 * nodes]
+            left_child = 2 * nodes
+            left = self.nodes[left_child]
             # right when u is past the left subtree; never into an empty subtree (u at total by rounding)
-            go_right = (prefix_sums >= left) & (self.nodes[2 * nodes + 1] > 0)
+            go_right = (prefix_sums >= left) & (self.nodes[left_child + 1] > 0)
             prefix_sums -= left * go_right
-            nodes = 2 * nodes + go_right
+            nodes = left_child + go_right
         return nodes - self.leaves
 
 
 class PrioritizedReplayBuffer(ReplayBuffer):
     """Proportional prioritization (Section 3.3 of Schaul et al. 2016): row i is drawn with probability
     p_i / sum_k p_k, where p_i = (|delta_i| + eps)^alpha is kept in a SumTree. A batch is drawn by
-    stratified sampling: one prefix sum uniformly in each of batch_size equal slices of the total."""
+    stratified sampling: one prefix sum uniformly in each of batch_size equal slices of the total.
+    Priorities (new rows at the largest so far, updates after a gradient step) are queued in order and
+    written to the tree in one batch just before the next draw: one tree walk per gradient step, not
+    one per env step and one per update (the queue's order keeps the last write of a row the one that
+    counts, exactly as writing each at once would)."""
 
     def __init__(self, capacity: int, obs_size: int, device: torch.device, alpha: float, eps: float):
         super().__init__(capacity, obs_size, device)
         self.tree, self.alpha, self.eps = SumTree(capacity), alpha, eps
         self.max_priority = 1.0  # new transitions get the largest priority so far: each is replayed at least once soon
+        self.queued = []  # (rows, priorities) not yet written to the tree, oldest first
+        # new rows since then: a run of consecutive rows, all at the max priority when it began (only an
+        # update can raise the max, and an update first queues the run), kept as three numbers per env step
+        self.new_first, self.new_count, self.new_priority = 0, 0, 1.0
 
     def add(self, obs, next_obs, actions, rewards, terminations, discounts) -> None:
-        rows = (self.pos + np.arange(len(actions))) % self.capacity  # before add() moves pos on
+        if self.new_count == 0:
+            self.new_first, self.new_priority = self.pos, self.max_priority
+        self.new_count += len(actions)
         super().add(obs, next_obs, actions, rewards, terminations, discounts)
-        self.tree.update(rows, np.full(len(rows), self.max_priority))
+
+    def queue_new_rows(self) -> None:
+        if self.new_count:
+            rows = (self.new_first + np.arange(self.new_count)) % self.capacity
+            self.queued.append((rows, np.full(self.new_count, self.new_priority)))
+            self.new_count = 0
+
+    def write_queued(self) -> None:
+        self.queue_new_rows()
+        if self.queued:
+            rows, priorities = (np.concatenate(column) for column in zip(*self.queued))
+            self.tree.update(rows, priorities)
+            self.queued = []
 
     def sample(self, batch_size: int, generator: torch.Generator, beta: float = 1.0) -> tuple:
         """The rows, their indices and importance weights (N P(i))^-beta / max_j w_j (Section 3.4)."""
+        self.write_queued()
         total = self.tree.total()
         offsets = torch.rand(batch_size, generator=generator, dtype=torch.float64).numpy()
         index = np.minimum(self.tree.find((np.arange(batch_size) + offsets) * total / batch_size), self.size - 1)
@@ -362,10 +387,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def update_priorities(self, index: np.ndarray, td_errors: np.ndarray) -> None:
         priorities = (np.abs(td_errors) + self.eps) ** self.alpha
-        self.tree.update(index, priorities)
+        self.queue_new_rows()  # rows added before this update are written before it
+        self.queued.append((index, priorities))
         self.max_priority = max(self.max_priority, float(priorities.max()))
 
     def state_dict(self) -> dict:
+        self.write_queued()
         return {**super().state_dict(), "tree": self.tree.nodes.copy(), "max_priority": self.max_priority}
 
     def load_state_dict(self, state: dict) -> None:

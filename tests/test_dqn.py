@@ -160,6 +160,7 @@ def test_importance_weights_by_hand():
 def test_repeated_indices_in_one_update_keep_the_last_and_the_tree_stays_exact():
     rb = filled_prioritized_buffer(capacity=8, rows=8, alpha=1.0)
     rb.update_priorities(np.array([3, 5, 3, 3]), np.array([10.0, 2.0, 7.0, 0.5]))
+    rb.write_queued()  # what the next sample() does first
     leaves = rb.tree.nodes[rb.tree.leaves:]
     assert leaves[3] == pytest.approx(0.5 + 1e-6) and leaves[5] == pytest.approx(2.0 + 1e-6)
     # new rows enter at the largest priority ever computed (as in OpenAI Baselines), overwritten or not
@@ -171,14 +172,17 @@ def test_repeated_indices_in_one_update_keep_the_last_and_the_tree_stays_exact()
 def test_new_rows_enter_at_the_largest_priority_and_the_tree_sums_survive_wrap_around():
     rb = filled_prioritized_buffer(capacity=5, rows=5, alpha=1.0)
     rb.update_priorities(np.arange(5), np.array([1.0, 2.0, 3.0, 4.0, 6.0]))
+    # queued after the first 5 rows and before the next 3: row 4 keeps it, row 1 is then overwritten by a new row
+    rb.update_priorities(np.array([1, 4]), np.array([0.5, 5.0]))
     index = np.arange(3)  # three more rows overwrite rows 0, 1, 2
     rb.add(np.zeros((3, 2)), np.zeros((3, 2)), index, index * 1.0, np.zeros(3, dtype=bool), np.full(3, 0.9))
+    rb.write_queued()  # what the next sample() does first
     leaves = rb.tree.nodes[rb.tree.leaves:]
-    np.testing.assert_allclose(leaves[:5], [6, 6, 6, 4, 6], rtol=1e-5)  # the max so far, 6 (+ eps)
+    np.testing.assert_allclose(leaves[:5], [6, 6, 6, 4, 5], rtol=1e-5)  # new rows at the max so far, 6 (+ eps)
     assert not leaves[5:].any() and rb.pos == 3 and rb.size == 5
     assert_tree_consistent(rb.tree)
-    # prefix sums (each boundary up by eps per row): [0, 6) -> 0, [6, 12) -> 1, [18, 22) -> 3, [22, 28) -> 4
-    np.testing.assert_array_equal(rb.tree.find(np.array([0.0, 5.9, 6.1, 18.5, 21.9, 22.01, 27.99])), [0, 0, 1, 3, 3, 4, 4])
+    # prefix sums (each boundary up by eps per row): [0, 6) -> 0, [6, 12) -> 1, [18, 22) -> 3, [22, 27) -> 4
+    np.testing.assert_array_equal(rb.tree.find(np.array([0.0, 5.9, 6.1, 18.5, 21.9, 22.01, 26.99])), [0, 0, 1, 3, 3, 4, 4])
 
 
 # ---------------------------------------------------------------------------------------- n-step windows
