@@ -19,6 +19,9 @@ SCRIPTS = sorted(path.name for path in ALGORITHMS.glob("*.py"))
 # The one entry a new script may need: arguments for a run that is tiny but still performs updates.
 TINY_ARGS = {
     "a2c.py": ["--total-timesteps", "800", "--eval-episodes", "2"],
+    "alphazero.py": ["--total-timesteps", "256", "--num-envs", "8", "--num-simulations", "8", "--learning-starts", "32",
+                     "--batch-size", "16", "--eval-episodes", "2", "--eval-every", "128", "--eval-games", "2",
+                     "--eval-opponent-simulations", "50"],
     "bandits.py": ["--num-runs", "50", "--num-steps", "100"],
     "ddpg.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",
                 "--hidden-sizes", "32", "32", "--eval-episodes", "2"],
