@@ -25,6 +25,7 @@ random play), colours alternating; evaluations.json keeps the curve.
 
 import csv
 import json
+import math
 import os
 import pickle
 import platform
@@ -103,6 +104,8 @@ class Args:
     """gradient steps after each self-play move of the --num-envs games"""
     augment: bool = True
     """train on a random board symmetry of each position (tic-tac-toe and Connect Four)"""
+    eval_simulations: Optional[int] = None
+    """PUCT simulations per move when evaluating (None: --num-simulations)"""
     eval_opponent: Literal["mcts", "random"] = "mcts"
     """evaluation opponent: OpenSpiel's C++ MCTSBot with one random rollout per leaf, or random play"""
     eval_opponent_simulations: int = 1000
@@ -217,10 +220,10 @@ def evaluate_states(net: PolicyValueNet, states: list, device: torch.device) -> 
 # ---------------------------------------------------------------------------------------- Search
 class Node:
     """A position in the tree, holding the statistics of its moves: N(s, a), the sum W(s, a) of values
-    for the player to move here (Q = W / N), and the prior P(s, a). visits is N(s): its expansion plus
-    every simulation through it."""
+    for the player to move here, Q(s, a) = W / N (0 while unvisited) and the prior P(s, a). visits is
+    N(s): its expansion plus every simulation through it."""
 
-    __slots__ = ("player", "actions", "priors", "child_visits", "child_values", "children", "visits")
+    __slots__ = ("player", "actions", "priors", "child_visits", "child_values", "child_q", "children", "visits")
 
     def __init__(self, state, priors: np.ndarray):
         self.player = state.current_player()
@@ -228,15 +231,14 @@ class Node:
         self.priors = priors[self.actions]
         self.child_visits = np.zeros(len(self.actions))
         self.child_values = np.zeros(len(self.actions))
+        self.child_q = np.zeros(len(self.actions))
         self.children = [None] * len(self.actions)  # a Node once expanded (terminal positions stay None)
         self.visits = 1
 
 
 def puct_scores(node: Node, c_puct: float) -> np.ndarray:
-    """Q(s, a) + c P(s, a) sqrt(N(s)) / (1 + N(s, a)); an unvisited move has Q = 0."""
-    q = np.divide(node.child_values, node.child_visits, out=np.zeros_like(node.child_values),
-                  where=node.child_visits > 0)
-    return q + c_puct * node.priors * np.sqrt(node.visits) / (1.0 + node.child_visits)
+    """Q(s, a) + c P(s, a) sqrt(N(s)) / (1 + N(s, a)) (the hot spot of the search: four array operations)."""
+    return node.child_q + (c_puct * math.sqrt(node.visits)) * node.priors / (1.0 + node.child_visits)
 
 
 def backup(path: list, values_by_player) -> None:
@@ -244,6 +246,7 @@ def backup(path: list, values_by_player) -> None:
     for node, index in path:
         node.child_visits[index] += 1
         node.child_values[index] += values_by_player[node.player]
+        node.child_q[index] = node.child_values[index] / node.child_visits[index]
         node.visits += 1
 
 
@@ -259,7 +262,7 @@ def visit_policy(root: Node, num_actions: int) -> np.ndarray:
     return policy
 
 
-def search(states: list, net: PolicyValueNet, args: Args, device: torch.device,
+def search(states: list, net: PolicyValueNet, args: Args, num_simulations: int, device: torch.device,
            noise_rng: Optional[np.random.Generator]) -> list:
     """PUCT search from each state (none terminal), all at once: simulation k of every tree ends at a leaf,
     and one network call evaluates all those leaves. Noise at the roots when noise_rng is given."""
@@ -268,12 +271,12 @@ def search(states: list, net: PolicyValueNet, args: Args, device: torch.device,
     if noise_rng is not None:
         for root in roots:
             add_dirichlet_noise(root, args.dirichlet_alpha, args.dirichlet_epsilon, noise_rng)
-    for _ in range(args.num_simulations):
+    for _ in range(num_simulations):
         pending = []  # (path, parent, index, leaf state) to evaluate together
         for root, state in zip(roots, states):
             node, path, working_state = root, [], state.clone()
             while True:  # selection, down to a move whose position is not in the tree yet
-                index = int(np.argmax(puct_scores(node, args.c_puct)))
+                index = int(puct_scores(node, args.c_puct).argmax())
                 path.append((node, index))
                 working_state.apply_action(int(node.actions[index]))
                 if node.children[index] is None:
@@ -342,7 +345,9 @@ def make_opponent(args: Args, game, seed: int):
 
 def greedy_moves(states: list, net: PolicyValueNet, args: Args, device: torch.device) -> list:
     """The most visited move of a noiseless search from each state (the strongest play)."""
-    return [int(root.actions[np.argmax(root.child_visits)]) for root in search(states, net, args, device, None)]
+    num_simulations = args.eval_simulations or args.num_simulations
+    return [int(root.actions[np.argmax(root.child_visits)]) for root in search(states, net, args, num_simulations,
+                                                                                device, None)]
 
 
 def play_matches(net: PolicyValueNet, game, args: Args, num_games: int, seed: int, device: torch.device) -> list:
@@ -419,6 +424,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if args.eval_simulations is not None and args.eval_simulations < 1:
+        fail(f"--eval-simulations must be >= 1 (or None: --num-simulations); got {args.eval_simulations}")
     for name in ("num_envs", "num_simulations", "hidden_size", "num_layers", "buffer_size", "batch_size",
                  "eval_episodes", "eval_games", "eval_opponent_simulations"):
         if getattr(args, name) < 1:
@@ -456,6 +463,10 @@ def train(args: Args) -> dict:
             fail(f"--model-path {args.model_path} does not fit {args.game} with these args: {str(error).splitlines()[0]}")
     if args.play is not None:
         return play_against_human(args, game, net, device)
+    # One torch thread: the batches are small (a leaf per game), a seed gives the same run on any core
+    # count, and a second thread that spin-waits beside a busy core slows every call a hundredfold.
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)  # noise, move sampling, replay sampling
     eval_seed = args.seed + 10_000  # evaluation games apart from training
     maps = symmetries(game) if args.augment else None
@@ -484,7 +495,7 @@ def train(args: Args) -> dict:
     try:
         while global_step < args.total_timesteps:
             # ---- one move in every self-play game, chosen by a noisy search
-            roots = search(states, net, args, device, rng)
+            roots = search(states, net, args, args.num_simulations, device, rng)
             for i, (state, root) in enumerate(zip(states, roots)):
                 policy = visit_policy(root, num_actions)
                 histories[i].append((features(state), state.legal_actions_mask(), policy, state.current_player()))
@@ -567,6 +578,7 @@ def train(args: Args) -> dict:
     print(f"{run_name}: {global_step:,} self-play moves in {wall_time:.1f}s ({sps:,.0f} SPS) | against "
           f"{args.eval_opponent}: {eval_returns.count(1.0)} wins, {eval_returns.count(0.0)} draws, "
           f"{eval_returns.count(-1.0)} losses in {args.eval_episodes} games")
+    torch.set_num_threads(torch_threads)
     return {"run_dir": run_dir, "episodic_returns": episodic_returns, "eval_returns": eval_returns, "sps": sps,
             "wall_time": wall_time, "net": net}
 

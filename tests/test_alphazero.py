@@ -55,13 +55,13 @@ def test_dirichlet_noise_only_at_the_root_of_self_play():
     net = untrained_net(TIC_TAC_TOE)
     args = alphazero.Args(num_simulations=30)
     clean_priors, _ = alphazero.evaluate_states(net, [state], CPU)
-    noisy_root = alphazero.search([state], net, args, CPU, np.random.default_rng(0))[0]
+    noisy_root = alphazero.search([state], net, args, 30, CPU, np.random.default_rng(0))[0]
     assert not np.allclose(noisy_root.priors, clean_priors[0]) and noisy_root.priors.sum() == pytest.approx(1)
     expanded = [child for child in noisy_root.children if child is not None]
     for child in expanded:  # below the root: the network's priors, untouched
         child_state = position(TIC_TAC_TOE, [int(noisy_root.actions[noisy_root.children.index(child)])])
         assert np.allclose(child.priors, alphazero.evaluate_states(net, [child_state], CPU)[0][0][child.actions])
-    greedy_root = alphazero.search([state], net, args, CPU, None)[0]
+    greedy_root = alphazero.search([state], net, args, 30, CPU, None)[0]
     assert np.allclose(greedy_root.priors, clean_priors[0])
 
 
