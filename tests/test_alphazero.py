@@ -36,7 +36,10 @@ def untrained_net(game, seed: int = 0):
 def test_puct_scores_by_hand():
     node = alphazero.Node(position(TIC_TAC_TOE, [0, 4, 8]), np.full(9, 1 / 6))  # o to move, 6 legal moves
     node.priors = np.array([0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
-    node.child_visits[:2], node.child_values[:2], node.visits = [3, 1], [1.5, -1.0], 5
+    for value in (0.5, 0.5, 0.5):  # three simulations through move 1, each worth 0.5 to o
+        alphazero.backup([(node, 0)], {0: -value, 1: value})
+    alphazero.backup([(node, 1)], {0: 1.0, 1: -1.0})  # one through move 2, lost by o
+    assert (node.visits, list(node.child_visits[:2]), list(node.child_values[:2])) == (5, [3, 1], [1.5, -1.0])
     expected = [0.5 + 1.25 * 0.5 * np.sqrt(5) / 4, -1.0 + 1.25 * 0.1 * np.sqrt(5) / 2] + [1.25 * 0.1 * np.sqrt(5)] * 4
     assert alphazero.puct_scores(node, 1.25) == pytest.approx(expected)
     assert list(node.actions) == [1, 2, 3, 5, 6, 7] and node.player == 1
