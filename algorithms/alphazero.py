@@ -21,9 +21,15 @@ random play), colours alternating; evaluations.json keeps the curve.
     python algorithms/alphazero.py --game connect_four --total-timesteps 300000 --num-simulations 100
     python algorithms/alphazero.py --model-path runs/.../alphazero.pt --total-timesteps 0 --eval-episodes 100
     python algorithms/alphazero.py --model-path runs/.../alphazero.pt --play first    # you against it
+
+Long runs resume: `--checkpoint-every 50000 --checkpoint-dir ~/checkpoints` writes everything the run needs
+to go on (network, optimizer, the used part of the replay buffer, the games in progress as their move lists,
+every random state, counters, the episodes and evaluations so far); rerunning the same command with
+`--resume PATH` continues it in its run directory, bitwise on CPU as if it had never stopped.
 """
 
 import csv
+import glob
 import json
 import math
 import os
@@ -70,6 +76,12 @@ class Args:
     """save the network to runs/{run_name}/{exp_name}.pt"""
     model_path: Optional[str] = None
     """load the network from this file before training (with --total-timesteps 0: only evaluate)"""
+    checkpoint_every: int = 0
+    """write a checkpoint to resume from every this many self-play moves (0: never); the latest two are kept"""
+    checkpoint_dir: Optional[str] = None
+    """where checkpoints go; None: runs/{run_name}/checkpoints (keep a long run's outside the work tree)"""
+    resume: Optional[str] = None
+    """a checkpoint to continue, given with the run's own arguments: the run goes on in its run directory"""
     game: str = "tic_tac_toe"
     """an OpenSpiel game, with parameters if any: tic_tac_toe, connect_four, "hex(board_size=5)", ..."""
     total_timesteps: int = 30_000
@@ -312,6 +324,18 @@ class ReplayBuffer:
         self.position = (self.position + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
+    def state_dict(self) -> dict:
+        """The used part only (a checkpoint early in a run stays small)."""
+        return {"features": self.features[:self.size].copy(), "legal": self.legal[:self.size].copy(),
+                "policies": self.policies[:self.size].copy(), "outcomes": self.outcomes[:self.size].copy(),
+                "position": self.position, "size": self.size}
+
+    def load_state_dict(self, state: dict) -> None:
+        size = state["size"]
+        self.features[:size], self.legal[:size] = state["features"], state["legal"]
+        self.policies[:size], self.outcomes[:size] = state["policies"], state["outcomes"]
+        self.position, self.size = state["position"], size
+
     def sample(self, batch_size: int, rng: np.random.Generator, maps: Optional[tuple]) -> tuple:
         """A uniform batch; with maps (from symmetries), each position seen through a random symmetry."""
         index = rng.integers(self.size, size=batch_size)
@@ -389,23 +413,94 @@ def play_against_human(args: Args, game, net: PolicyValueNet, device: torch.devi
     print(state, f"\n{'You win' if yours > 0 else 'AlphaZero wins' if yours < 0 else 'Draw'} (your outcome {yours:+g}).")
 
 
+# ---------------------------------------------------------------------------------------- Checkpoints
+# What a resumed run may change: where and how often it checkpoints, logging, the device, saving.
+ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
+                            "wandb_entity", "save_model", "cuda"}
+CHECKPOINTS_KEPT = 2  # the latest two; Connect Four with 200,000 positions of replay: ≈ 250 MB each
+
+
+def next_checkpoint(global_step: int, checkpoint_every: int) -> int:
+    """The first multiple of checkpoint_every past global_step (0 when checkpoints are off)."""
+    return (global_step // checkpoint_every + 1) * checkpoint_every if checkpoint_every else 0
+
+
+def write_checkpoint(checkpoint: dict, directory: str, global_step: int) -> str:
+    """Atomically: a temporary file, synced, then renamed over, so a kill mid-write leaves the previous
+    checkpoint whole. Keeps the latest CHECKPOINTS_KEPT."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"checkpoint_{global_step:012d}.pt")  # zero-padded: names sort by step
+    with open(path + ".tmp", "wb") as file:
+        torch.save(checkpoint, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(path + ".tmp", path)
+    for old in sorted(glob.glob(os.path.join(directory, "checkpoint_*.pt")))[:-CHECKPOINTS_KEPT]:
+        os.remove(old)
+    return path
+
+
+def load_checkpoint(args: Args) -> dict:
+    """The checkpoint to resume, refused in one line when it is unreadable, another script's, or made
+    with other arguments (beyond ARGS_A_RESUME_MAY_CHANGE)."""
+    try:
+        # our own file holds numpy and python random states besides tensors: not weights only
+        checkpoint = torch.load(args.resume, map_location="cpu", weights_only=False)
+        saved_args, script = checkpoint["args"], checkpoint["script"]
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        fail(f"--resume {args.resume} is not a readable checkpoint (corrupt or truncated?): {str(error).splitlines()[0]}")
+    if script != "alphazero.py":
+        fail(f"--resume {args.resume} is a checkpoint of {script}, not of alphazero.py")
+    changed = [f"--{name.replace('_', '-')} {saved_args.get(name)} (now {value})" for name, value in vars(args).items()
+               if name not in ARGS_A_RESUME_MAY_CHANGE and saved_args.get(name) != value]
+    if changed:
+        fail(f"--resume needs the run's own arguments; the checkpoint was made with {', '.join(changed)}")
+    return checkpoint
+
+
+def random_states(rng: np.random.Generator) -> dict:
+    """Every random stream the run draws from, for a checkpoint."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "rng": rng.bit_generator.state}
+
+
+def set_random_states(states: dict, rng: np.random.Generator) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    rng.bit_generator.state = states["rng"]
+
+
+def replay_game(game, actions: list):
+    """A game in progress, rebuilt from its moves (OpenSpiel states do not pickle; their histories do)."""
+    state = game.new_initial_state()
+    for action in actions:
+        state.apply_action(action)
+    return state
+
+
 # ---------------------------------------------------------------------------------------- Logging
 class FigureLog:
     """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both are
     imported only when asked for (they are slow to import and optional)."""
 
-    def __init__(self, args: Args, run_name: str, run_dir: str):
+    def __init__(self, args: Args, run_name: str, run_dir: str, resumed: Optional[dict] = None):
         self.wandb = self.writer = None
         if args.track:
             import wandb
 
+            # a resumed run continues its W&B run
             wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args),
-                       dir=run_dir)
+                       dir=run_dir, id=resumed and resumed["wandb_run_id"], resume="allow" if resumed else None)
             self.wandb = wandb
         if args.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(run_dir)  # the arguments are in summary.json beside it
+            # the arguments are in summary.json beside it; a resumed run drops what was logged after its checkpoint
+            self.writer = SummaryWriter(run_dir, purge_step=resumed and resumed["global_step"])
 
     def log(self, figures: dict, step: int) -> None:
         if self.wandb is not None:
@@ -440,12 +535,17 @@ def check_args(args: Args) -> None:
         fail(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
+    if args.checkpoint_every < 0:
+        fail(f"--checkpoint-every must be >= 0 (0: no checkpoints); got {args.checkpoint_every}")
+    if args.resume is not None and (not os.path.isfile(args.resume) or args.model_path is not None):
+        fail(f"--resume {args.resume} must be a checkpoint file, and not combined with --model-path")
     if args.play is not None and args.model_path is None:
         fail("--play needs --model-path (a network trained by this script)")
 
 
 def train(args: Args) -> dict:
     check_args(args)
+    checkpoint = load_checkpoint(args) if args.resume is not None else None
     game = load_game(args.game)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -473,12 +573,18 @@ def train(args: Args) -> dict:
     rb = ReplayBuffer(args.buffer_size, input_size, num_actions)
 
     run_name = f"{args.game}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join("runs", run_name)
+    run_dir = checkpoint["run_dir"] if checkpoint else os.path.join("runs", run_name)  # a resumed run goes on in its own
+    run_name = os.path.basename(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    figure_log = FigureLog(args, run_name, run_dir)
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    checkpoint_dir = args.checkpoint_dir or os.path.join(run_dir, "checkpoints")
+    figure_log = FigureLog(args, run_name, run_dir, resumed=checkpoint)
+    episodes_path = os.path.join(run_dir, "episodes.csv")
+    episodes_file = open(episodes_path, "w", newline="")
     episodes_csv = csv.writer(episodes_file)
-    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+    if checkpoint is None:
+        episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+    else:  # the rows up to the checkpoint, and none that the stopped run wrote after it
+        episodes_file.write(checkpoint["episodes_csv"])
     evaluations, episodic_returns = [], []
 
     def evaluate_now(num_games: int) -> list:
@@ -492,6 +598,17 @@ def train(args: Args) -> dict:
     global_step, updates = 0, 0
     start_time = last_print = time.time()
     value_loss = policy_loss = torch.tensor(float("nan"))
+    if checkpoint is not None:  # go on exactly where the checkpoint was written
+        net.load_state_dict(checkpoint["net"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        rb.load_state_dict(checkpoint["replay_buffer"])
+        states = [replay_game(game, actions) for actions in checkpoint["games"]]
+        histories = checkpoint["histories"]
+        set_random_states(checkpoint["random"], rng)
+        global_step, updates = checkpoint["global_step"], checkpoint["updates"]
+        episodic_returns, evaluations = checkpoint["episodic_returns"], checkpoint["evaluations"]
+        start_time -= checkpoint["wall_time"]  # the clock covers the whole run
+    next_checkpoint_step = next_checkpoint(global_step, args.checkpoint_every)
     try:
         while global_step < args.total_timesteps:
             # ---- one move in every self-play game, chosen by a noisy search
@@ -542,6 +659,22 @@ def train(args: Args) -> dict:
                                 "eval/loss_rate": outcomes.count(-1.0) / len(outcomes)}, step=global_step)
                 print(f"evaluation at step {global_step:,}: {evaluations[-1]['wins']} wins, {evaluations[-1]['draws']} "
                       f"draws, {evaluations[-1]['losses']} losses against {args.eval_opponent}")
+            # ---- checkpoint when one is due
+            if args.checkpoint_every and global_step >= next_checkpoint_step:
+                episodes_file.flush()
+                with open(episodes_path, newline="") as file:
+                    episodes_so_far = file.read()
+                path = write_checkpoint({
+                    "script": "alphazero.py", "args": vars(args), "run_dir": os.path.abspath(run_dir),
+                    "global_step": global_step, "updates": updates, "episodic_returns": episodic_returns,
+                    "evaluations": evaluations, "episodes_csv": episodes_so_far, "wall_time": time.time() - start_time,
+                    "net": net.state_dict(), "optimizer": optimizer.state_dict(), "replay_buffer": rb.state_dict(),
+                    "games": [state.history() for state in states], "histories": histories,
+                    "random": random_states(rng),
+                    "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb is not None else None,
+                }, checkpoint_dir, global_step)
+                print(f"checkpoint at step {global_step:,}: {path} ({os.path.getsize(path) / 1e6:,.1f} MB)")
+                next_checkpoint_step = next_checkpoint(global_step, args.checkpoint_every)
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 episodes_file.flush()

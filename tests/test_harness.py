@@ -384,7 +384,8 @@ def test_a_killed_run_resumed_from_its_checkpoint_ends_as_if_never_stopped(scrip
     does not pickle, is rebuilt by redoing its episode's reset and actions."""
     require(script, "resume", "checkpoint_every")
     flags = tiny_args(script) + ["--seed", "1", "--save-model"]
-    if env_state == "replayed":  # a MuJoCo or Box2D env with the tiny run's kind of actions
+    if env_state == "replayed":  # (games from OpenSpiel replay their moves whatever this test names)
+        require(script, "env_id")  # a MuJoCo or Box2D env with the tiny run's kind of actions
         tiny_env = gym.make(value_of(flags, "--env-id") or load_module(script).Args().env_id)
         continuous = isinstance(tiny_env.action_space, gym.spaces.Box)
         flags = without(flags, "--env-id") + ["--env-id", "InvertedPendulum-v5" if continuous else "LunarLander-v3"]

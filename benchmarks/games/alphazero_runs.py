@@ -1,0 +1,176 @@
+"""algorithms/alphazero.py's evidence. Writes benchmarks/games/alphazero.md (from benchmarks/results/alphazero_runs.json,
+which keeps each part's latest figures) and benchmarks/plots/alphazero-connect_four.png.
+
+- `tic_tac_toe`: three seeds of the default training run (30,000 self-play moves at 50 simulations per move),
+  each then plays 200 games against the exhaustive perfect player of algorithms/mcts.py (a uniformly random
+  choice among optimal moves), colours alternating; the run's own final evaluation is 50 games against
+  OpenSpiel's C++ MCTSBot with 1,000 random-rollout simulations per move.
+- `connect_four RUN_DIR`: a finished Connect Four training run (its command is in its summary.json; the one
+  behind the published figures is in the page): the curve of its periodic evaluations (win rate against
+  MCTSBot-1000 over training time, evaluations.json) and 200 games of the saved network against MCTSBot-1000.
+
+    python benchmarks/games/alphazero_runs.py tic_tac_toe                 # about 3 minutes on 2 cores
+    python benchmarks/games/alphazero_runs.py connect_four runs/connect_four__alphazero__1__.../
+"""
+
+import importlib.util
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results" / "alphazero_runs.json"
+PLOT = ROOT / "benchmarks" / "plots" / "alphazero-connect_four.png"
+SEEDS = (1, 2, 3)
+PERFECT_GAMES = 200
+CONNECT_FOUR_GAMES, CONNECT_FOUR_SIMULATIONS = 200, 200
+
+
+def load(script: str):
+    spec = importlib.util.spec_from_file_location(script[:-3], ROOT / "algorithms" / script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[script[:-3]] = module  # tyro (in the module's Args) reads docstrings through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(command: list, workdir: str) -> dict:
+    """Runs a command line of alphazero.py in workdir; the newest run's summary and directory."""
+    started = time.time()
+    subprocess.run([sys.executable, str(ROOT / command[1]), *command[2:]], cwd=workdir, check=True, capture_output=True)
+    run_dir = max(Path(workdir).glob("runs/*"), key=lambda path: path.stat().st_mtime)
+    return {**json.loads((run_dir / "summary.json").read_text()), "run_dir": run_dir,
+            "process_seconds": time.time() - started}
+
+
+def against_perfect_play(model_path: Path) -> dict:
+    alphazero, mcts = load("alphazero.py"), load("mcts.py")
+    saved = torch.load(model_path)
+    args = alphazero.Args(**saved["args"])
+    game = alphazero.load_game(args.game)
+    net = alphazero.PolicyValueNet(game.observation_tensor_size() + 2, game.num_distinct_actions(), args.hidden_size,
+                                   args.num_layers)
+    net.load_state_dict(saved["net"])
+    net.eval()
+    perfect, rng = mcts.PerfectPlayer(game, seed=0), random.Random(0)
+    network_player = lambda state: alphazero.greedy_moves([state], net, args, torch.device("cpu"))[0]  # noqa: E731
+    outcomes = []
+    for index in range(PERFECT_GAMES):
+        side = index % 2
+        players = [network_player, perfect] if side == 0 else [perfect, network_player]
+        outcomes.append(mcts.play_game(game, players, rng)[0] * (1 if side == 0 else -1))
+    return {"wins": outcomes.count(1.0), "draws": outcomes.count(0.0), "losses": outcomes.count(-1.0)}
+
+
+def tic_tac_toe() -> list:
+    rows = []
+    for seed in SEEDS:
+        command = ["python", "algorithms/alphazero.py", "--game", "tic_tac_toe", "--save-model", "--seed", str(seed)]
+        with tempfile.TemporaryDirectory() as workdir:
+            summary = run(command, workdir)
+            perfect = against_perfect_play(summary["run_dir"] / "alphazero.pt")
+        eval_returns = summary["eval_returns"]
+        rows.append({"seed": seed, "command": " ".join(command), "train_seconds": summary["wall_time"],
+                     "self_play_moves": summary["global_step"], "perfect": perfect,
+                     "mcts": {"wins": eval_returns.count(1.0), "draws": eval_returns.count(0.0),
+                              "losses": eval_returns.count(-1.0)}})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def connect_four(run_dir: Path) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    evaluations = json.loads((run_dir / "evaluations.json").read_text())
+    model = run_dir / f"{summary['args']['exp_name']}.pt"
+    command = ["python", "algorithms/alphazero.py", "--game", "connect_four", "--model-path", str(model),
+               "--total-timesteps", "0", "--eval-episodes", str(CONNECT_FOUR_GAMES), "--eval-simulations",
+               str(CONNECT_FOUR_SIMULATIONS), *[flag for name in ("hidden_size", "num_layers")
+                                                for flag in (f"--{name.replace('_', '-')}", str(summary["args"][name]))]]
+    with tempfile.TemporaryDirectory() as workdir:
+        final = run(command, workdir)
+    outcomes = final["eval_returns"]
+    return {"training_args": summary["args"], "train_seconds": summary["wall_time"],
+            "self_play_moves": summary["global_step"], "evaluations": evaluations,
+            "final": {"wins": outcomes.count(1.0), "draws": outcomes.count(0.0), "losses": outcomes.count(-1.0)},
+            "final_command": " ".join(command).replace(str(model), "alphazero.pt")}
+
+
+def plot(result: dict) -> None:
+    evaluations = result["evaluations"]
+    fig, axes = plt.subplots(figsize=(7, 4))
+    minutes = [row["wall_time"] / 60 for row in evaluations]
+    games = [row["wins"] + row["draws"] + row["losses"] for row in evaluations]
+    axes.plot(minutes, [100 * row["wins"] / n for row, n in zip(evaluations, games)], marker="o", label="wins")
+    axes.plot(minutes, [100 * (row["wins"] + 0.5 * row["draws"]) / n for row, n in zip(evaluations, games)],
+              marker=".", linestyle="--", label="score (a draw counts half)")
+    axes.axhline(60, color="grey", linewidth=0.8, linestyle=":")
+    axes.set(xlabel="training time (minutes)", ylabel="% against MCTSBot-1000", ylim=(0, 100),
+             title="alphazero.py on Connect Four: periodic evaluations")
+    axes.legend()
+    fig.tight_layout()
+    PLOT.parent.mkdir(exist_ok=True)
+    fig.savefig(PLOT, dpi=100)
+    plt.close(fig)
+
+
+def render(results: dict) -> str:
+    lines = ["### AlphaZero (`algorithms/alphazero.py`)", ""]
+    if "tic_tac_toe" in results:
+        part = results["tic_tac_toe"]
+        lines += [f"**Tic-tac-toe**, measured {part['date']} (`python benchmarks/games/alphazero_runs.py tic_tac_toe`): "
+                  "each seed trains from scratch with the defaults (30,000 self-play moves, 50 simulations per move, "
+                  "32 games at once), then plays the perfect player (exhaustive minimax, a random choice among its "
+                  f"optimal moves) {PERFECT_GAMES} times and OpenSpiel's MCTSBot with 1,000 random-rollout simulations "
+                  "50 times (the run's final evaluation), colours alternating, at 50 simulations per move.", "",
+                  "| seed | training | against perfect play (W/D/L) | against MCTSBot-1000 (W/D/L) | command |",
+                  "|---|---|---|---|---|"]
+        for row in part["rows"]:
+            perfect, mcts = row["perfect"], row["mcts"]
+            lines.append(f"| {row['seed']} | {row['train_seconds']:.0f} s | {perfect['wins']}/{perfect['draws']}/"
+                         f"{perfect['losses']} | {mcts['wins']}/{mcts['draws']}/{mcts['losses']} | `{row['command']}` |")
+        lines.append("")
+    if "connect_four" in results:
+        part = results["connect_four"]
+        final, args = part["final"], part["training_args"]
+        flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in args.items()
+                         if name in ("num_envs", "num_simulations", "eval_simulations", "hidden_size", "num_layers",
+                                     "buffer_size", "batch_size", "learning_starts", "temperature_moves", "eval_every",
+                                     "eval_games", "total_timesteps", "seed") and value is not None)
+        score = (final["wins"] + 0.5 * final["draws"]) / CONNECT_FOUR_GAMES
+        lines += [f"**Connect Four**, measured {part['date']}: one training run of {part['train_seconds'] / 60:.0f} "
+                  f"minutes ({part['self_play_moves']:,} self-play moves; `python algorithms/alphazero.py --game "
+                  f"connect_four --save-model {flags}`), then {CONNECT_FOUR_GAMES} games of the saved network at "
+                  f"{CONNECT_FOUR_SIMULATIONS} simulations per move against OpenSpiel's MCTSBot with 1,000 "
+                  f"random-rollout simulations: **{final['wins']} wins, {final['draws']} draws, {final['losses']} "
+                  f"losses** ({100 * final['wins'] / CONNECT_FOUR_GAMES:.0f}% wins, score {100 * score:.1f}%; "
+                  f"`{part['final_command']}`). The curve: {part['evaluations'][0]['wins'] + part['evaluations'][0]['draws'] + part['evaluations'][0]['losses']} "
+                  "games per point, during training (the machine also ran other jobs, so the time axis is an upper bound).",
+                  "", f"![alphazero.py on Connect Four]({PLOT.relative_to(ROOT)})", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if sys.argv[1] == "tic_tac_toe":
+        results["tic_tac_toe"] = {"date": time.strftime("%Y-%m-%d"), "rows": tic_tac_toe()}
+    else:
+        results["connect_four"] = {"date": time.strftime("%Y-%m-%d"), **connect_four(Path(sys.argv[2]))}
+        plot(results["connect_four"])
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str))
+    (ROOT / "benchmarks" / "games" / "alphazero.md").write_text(render(results))
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()
