@@ -599,6 +599,8 @@ def train(args: Args) -> dict:
     histories = [[] for _ in range(args.num_envs)]  # per game: (features, legal, pi, player) of its positions
     global_step, updates = 0, 0
     start_time = last_print = time.time()
+    # CPU seconds of this process beside the wall clock: a long run on a shared machine states both
+    cpu_start = time.process_time()
     value_loss = policy_loss = torch.tensor(float("nan"))
     if checkpoint is not None:  # go on exactly where the checkpoint was written
         net.load_state_dict(checkpoint["net"])
@@ -609,7 +611,8 @@ def train(args: Args) -> dict:
         set_random_states(checkpoint["random"], rng)
         global_step, updates = checkpoint["global_step"], checkpoint["updates"]
         episodic_returns, evaluations = checkpoint["episodic_returns"], checkpoint["evaluations"]
-        start_time -= checkpoint["wall_time"]  # the clock covers the whole run
+        start_time -= checkpoint["wall_time"]  # the clocks cover the whole run
+        cpu_start -= checkpoint.get("cpu_time", 0.0)
     next_checkpoint_step = next_checkpoint(global_step, args.checkpoint_every)
     try:
         while global_step < args.total_timesteps:
@@ -653,6 +656,7 @@ def train(args: Args) -> dict:
             if args.eval_every and global_step // args.eval_every > previous_step // args.eval_every:
                 outcomes = evaluate_now(args.eval_games)
                 evaluations.append({"global_step": global_step, "wall_time": time.time() - start_time,
+                                    "cpu_time": time.process_time() - cpu_start,
                                     "wins": outcomes.count(1.0), "draws": outcomes.count(0.0),
                                     "losses": outcomes.count(-1.0)})
                 with open(os.path.join(run_dir, "evaluations.json"), "w") as file:
@@ -670,6 +674,7 @@ def train(args: Args) -> dict:
                     "script": "alphazero.py", "args": vars(args), "run_dir": os.path.abspath(run_dir),
                     "global_step": global_step, "updates": updates, "episodic_returns": episodic_returns,
                     "evaluations": evaluations, "episodes_csv": episodes_so_far, "wall_time": time.time() - start_time,
+                    "cpu_time": time.process_time() - cpu_start,
                     "net": net.state_dict(), "optimizer": optimizer.state_dict(), "replay_buffer": rb.state_dict(),
                     "games": [state.history() for state in states], "histories": histories,
                     "random": random_states(rng),
@@ -691,7 +696,7 @@ def train(args: Args) -> dict:
     except KeyboardInterrupt:
         print(f"interrupted at step {global_step:,}: evaluating and saving what was learned")
     episodes_file.close()
-    wall_time = time.time() - start_time
+    wall_time, cpu_time = time.time() - start_time, time.process_time() - cpu_start
     sps = global_step / max(wall_time, 1e-9)
 
     if args.save_model:
@@ -702,7 +707,7 @@ def train(args: Args) -> dict:
     eval_returns = evaluate_now(args.eval_episodes)
     summary = {"args": vars(args), "global_step": global_step, "updates": updates, "eval_returns": eval_returns,
                "eval_return_mean": float(np.mean(eval_returns)), "eval_return_std": float(np.std(eval_returns)),
-               "evaluations": evaluations, "sps": sps, "wall_time": wall_time,
+               "evaluations": evaluations, "sps": sps, "wall_time": wall_time, "cpu_time": cpu_time,
                "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                             "open_spiel": version("open_spiel")}}
     with open(os.path.join(run_dir, "summary.json"), "w") as file:

@@ -3,6 +3,7 @@ target, the outcome target from the mover's view, the board symmetries, forced m
 loss, bad input, the terminal game; and the learning test: trained from scratch on tic-tac-toe, it never
 loses to a perfect player."""
 
+import importlib.util
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pyspiel
 import pytest
 import torch
 
-from conftest import ALGORITHMS, load_module, read_summary, run_in_process, run_ok
+from conftest import ALGORITHMS, ROOT, load_module, read_summary, run_in_process, run_ok
 
 alphazero = load_module("alphazero.py")
 mcts = load_module("mcts.py")  # its exhaustive perfect player
@@ -165,29 +166,6 @@ def test_bad_input_exits_2_with_one_line(flags, named, in_tmp, capsys):
     assert not (in_tmp / "runs").exists()
 
 
-def losing_lines(game, network_player, perfect) -> tuple:
-    """Every game the perfect player can make (it chooses among all its optimal moves) against the
-    network, which plays deterministically, on both colours: (games that end in a loss, games)."""
-    counts = [0, 0]
-
-    def explore(state, network_side):
-        if state.is_terminal():
-            counts[0] += state.returns()[network_side] < 0
-            counts[1] += 1
-        elif state.current_player() == network_side:
-            explore(state.child(network_player(state)), network_side)
-        else:
-            sign = 1 if state.current_player() == 0 else -1
-            values = {action: sign * mcts.solve(state.child(action), perfect.values) for action in state.legal_actions()}
-            for action, value in values.items():
-                if value == max(values.values()):
-                    explore(state.child(action), network_side)
-
-    for side in (0, 1):
-        explore(game.new_initial_state(), side)
-    return tuple(counts)
-
-
 @pytest.mark.learning
 def test_trained_on_tic_tac_toe_it_never_loses_to_perfect_play(tmp_path):
     """A few minutes of self-play at 50 simulations per move; then every game a perfect player can make
@@ -201,7 +179,11 @@ def test_trained_on_tic_tac_toe_it_never_loses_to_perfect_play(tmp_path):
     net.load_state_dict(saved["net"])
     args = alphazero.Args(num_simulations=saved["args"]["num_simulations"])
     network_player = lambda state: alphazero.greedy_moves([state], net, args, CPU)[0]  # noqa: E731
-    losses, games = losing_lines(TIC_TAC_TOE, network_player, mcts.PerfectPlayer(TIC_TAC_TOE, seed=0))
+    spec = importlib.util.spec_from_file_location("alphazero_runs", ROOT / "benchmarks" / "games" / "alphazero_runs.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)  # its exhaustive check of the perfect player's lines
+    perfect = mcts.PerfectPlayer(TIC_TAC_TOE, seed=0)
+    losses, games = benchmark.losing_lines(TIC_TAC_TOE, network_player, perfect, mcts.solve)
     assert games > 50 and losses == 0, f"lost {losses} of the {games} games perfect play can make"
 
     # the saved network plays a person in the terminal: bad moves asked again, the end of input ends the game

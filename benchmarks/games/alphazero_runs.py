@@ -55,6 +55,29 @@ def run(command: list, workdir: str) -> dict:
             "process_seconds": time.time() - started}
 
 
+def losing_lines(game, network_player, perfect, solve) -> tuple:
+    """Every game the perfect player can make against the network (which plays deterministically),
+    branching on all of its optimal moves, on both colours: (games the network loses, games)."""
+    counts = [0, 0]
+
+    def explore(state, network_side):
+        if state.is_terminal():
+            counts[0] += state.returns()[network_side] < 0
+            counts[1] += 1
+        elif state.current_player() == network_side:
+            explore(state.child(network_player(state)), network_side)
+        else:
+            sign = 1 if state.current_player() == 0 else -1
+            values = {action: sign * solve(state.child(action), perfect.values) for action in state.legal_actions()}
+            for action, value in values.items():
+                if value == max(values.values()):
+                    explore(state.child(action), network_side)
+
+    for side in (0, 1):
+        explore(game.new_initial_state(), side)
+    return tuple(counts)
+
+
 def against_perfect_play(model_path: Path) -> dict:
     alphazero, mcts = load("alphazero.py"), load("mcts.py")
     saved = torch.load(model_path)
@@ -71,25 +94,9 @@ def against_perfect_play(model_path: Path) -> dict:
         side = index % 2
         players = [network_player, perfect] if side == 0 else [perfect, network_player]
         outcomes.append(mcts.play_game(game, players, rng)[0] * (1 if side == 0 else -1))
-    lines = {"games": 0, "losses": 0}  # every game perfect play can make against the (deterministic) network
-
-    def explore(state, network_side):
-        if state.is_terminal():
-            lines["games"] += 1
-            lines["losses"] += state.returns()[network_side] < 0
-        elif state.current_player() == network_side:
-            explore(state.child(network_player(state)), network_side)
-        else:
-            sign = 1 if state.current_player() == 0 else -1
-            values = {action: sign * mcts.solve(state.child(action), perfect.values) for action in state.legal_actions()}
-            for action, value in values.items():
-                if value == max(values.values()):
-                    explore(state.child(action), network_side)
-
-    for side in (0, 1):
-        explore(game.new_initial_state(), side)
+    losing, lines = losing_lines(game, network_player, perfect, mcts.solve)
     return {"wins": outcomes.count(1.0), "draws": outcomes.count(0.0), "losses": outcomes.count(-1.0),
-            "lines": lines["games"], "losing_lines": lines["losses"]}
+            "lines": lines, "losing_lines": losing}
 
 
 def tic_tac_toe() -> list:
@@ -119,7 +126,7 @@ def connect_four(run_dir: Path) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         final = run(command, workdir)
     outcomes = final["eval_returns"]
-    return {"training_args": summary["args"], "train_seconds": summary["wall_time"],
+    return {"training_args": summary["args"], "train_seconds": summary["wall_time"], "train_cpu_seconds": summary["cpu_time"],
             "self_play_moves": summary["global_step"], "evaluations": evaluations,
             "final": {"wins": outcomes.count(1.0), "draws": outcomes.count(0.0), "losses": outcomes.count(-1.0)},
             "final_command": " ".join(command).replace(str(model), "alphazero.pt")}
@@ -128,13 +135,13 @@ def connect_four(run_dir: Path) -> dict:
 def plot(result: dict) -> None:
     evaluations = result["evaluations"]
     fig, axes = plt.subplots(figsize=(7, 4))
-    minutes = [row["wall_time"] / 60 for row in evaluations]
+    minutes = [row["cpu_time"] / 60 for row in evaluations]
     games = [row["wins"] + row["draws"] + row["losses"] for row in evaluations]
     axes.plot(minutes, [100 * row["wins"] / n for row, n in zip(evaluations, games)], marker="o", label="wins")
     axes.plot(minutes, [100 * (row["wins"] + 0.5 * row["draws"]) / n for row, n in zip(evaluations, games)],
               marker=".", linestyle="--", label="score (a draw counts half)")
     axes.axhline(60, color="grey", linewidth=0.8, linestyle=":")
-    axes.set(xlabel="training time (minutes)", ylabel="% against MCTSBot-1000", ylim=(0, 100),
+    axes.set(xlabel="training time (CPU minutes of the one-threaded process)", ylabel="% against MCTSBot-1000", ylim=(0, 100),
              title="alphazero.py on Connect Four: periodic evaluations")
     axes.legend()
     fig.tight_layout()
@@ -177,14 +184,16 @@ def render(results: dict) -> str:
                                      "buffer_size", "batch_size", "learning_starts", "temperature_moves", "eval_every",
                                      "eval_games", "total_timesteps", "seed") and value is not None)
         score = (final["wins"] + 0.5 * final["draws"]) / CONNECT_FOUR_GAMES
-        lines += [f"**Connect Four**, measured {part['date']}: one training run of {part['train_seconds'] / 60:.0f} "
-                  f"minutes ({part['self_play_moves']:,} self-play moves; `python algorithms/alphazero.py --game "
+        first = part["evaluations"][0]
+        lines += [f"**Connect Four**, measured {part['date']}: one training run of {part['train_cpu_seconds'] / 60:.0f} "
+                  f"CPU minutes, one thread ({part['train_seconds'] / 60:.0f} minutes of wall time on this machine while "
+                  f"other jobs ran; {part['self_play_moves']:,} self-play moves; `python algorithms/alphazero.py --game "
                   f"connect_four --save-model {flags}`), then {CONNECT_FOUR_GAMES} games of the saved network at "
                   f"{CONNECT_FOUR_SIMULATIONS} simulations per move against OpenSpiel's MCTSBot with 1,000 "
                   f"random-rollout simulations: **{final['wins']} wins, {final['draws']} draws, {final['losses']} "
                   f"losses** ({100 * final['wins'] / CONNECT_FOUR_GAMES:.0f}% wins, score {100 * score:.1f}%; "
-                  f"`{part['final_command']}`). The curve: {part['evaluations'][0]['wins'] + part['evaluations'][0]['draws'] + part['evaluations'][0]['losses']} "
-                  "games per point, during training (the machine also ran other jobs, so the time axis is an upper bound).",
+                  f"`{part['final_command']}`). The curve: {first['wins'] + first['draws'] + first['losses']} games "
+                  "per point, during training, against the CPU time the run had used.",
                   "", f"![alphazero.py on Connect Four]({PLOT.relative_to(ROOT)})", ""]
     return "\n".join(lines)
 
