@@ -13,6 +13,7 @@ which keeps each part's latest figures) and benchmarks/plots/alphazero-connect_f
 
     python benchmarks/games/alphazero_runs.py tic_tac_toe                 # about 3 minutes on 2 cores
     python benchmarks/games/alphazero_runs.py connect_four runs/connect_four__alphazero__1__.../
+    python benchmarks/games/alphazero_runs.py render                      # the page again from the results file
 """
 
 import importlib.util
@@ -162,7 +163,7 @@ def render(results: dict) -> str:
                   "\"Perfect lines\" is stronger than any sample of games: every game a perfect player can make "
                   "against the network (which plays deterministically), branching on all of its optimal moves, "
                   "both colours, and how many of them the network loses.", "",
-                  "| seed | training (wall) | against perfect play, 200 games (W/D/L) | perfect lines lost | "
+                  "| seed | training (wall time; the machine ran other jobs too) | against perfect play, 200 games (W/D/L) | perfect lines lost | "
                   "against MCTSBot-1000 (W/D/L) | command |", "|---|---|---|---|---|---|"]
         for row in part["rows"]:
             perfect, mcts = row["perfect"], row["mcts"]
@@ -202,7 +203,7 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if sys.argv[1] == "tic_tac_toe":
         results["tic_tac_toe"] = {"date": time.strftime("%Y-%m-%d"), "rows": tic_tac_toe()}
-    else:
+    elif sys.argv[1] == "connect_four":
         results["connect_four"] = {"date": time.strftime("%Y-%m-%d"), **connect_four(Path(sys.argv[2]))}
         plot(results["connect_four"])
     RESULTS.parent.mkdir(exist_ok=True)
