@@ -350,7 +350,8 @@ def train(args: Args) -> dict:
     game = load_game(args.game)
     if args.play is not None:
         return play_against_human(args, game)
-    mcts_seed, opponent_seed, chance_seed = np.random.SeedSequence(args.seed).generate_state(3).tolist()
+    # three independent streams; below 2^31, since OpenSpiel's C++ bots take a signed 32-bit seed
+    mcts_seed, opponent_seed, chance_seed = (np.random.SeedSequence(args.seed).generate_state(3) % 2**31).tolist()
     mcts_player, opponent = MctsPlayer(args, mcts_seed), make_opponent(args, game, opponent_seed)
     chance_rng = random.Random(chance_seed)
     run_name = f"{args.game}__{args.exp_name}__{args.seed}__{int(time.time())}"
