@@ -9,7 +9,9 @@ perfect and random opponents, whose code is mcts.py's (importable: the script ha
 The speed rows time searches from fixed positions, one implementation at a time: run this with the machine
 otherwise idle (the match rows do not depend on load: every player is seeded).
 
-    python benchmarks/games/mcts_matches.py            # about 10 minutes on 2 cores
+    python benchmarks/games/mcts_matches.py            # about 15 minutes on 2 cores
+    python benchmarks/games/mcts_matches.py connect_four   # only the Connect Four matches (no timing)
+    python benchmarks/games/mcts_matches.py render         # the page again from the results file
 """
 
 import importlib.util
@@ -28,7 +30,8 @@ from open_spiel.python.algorithms import mcts as openspiel_python_mcts
 ROOT = Path(__file__).resolve().parents[2]
 PERFECT_BUDGETS = {10: 200, 100: 200, 1000: 200, 10000: 100}  # simulations per move -> games
 RANDOM_BUDGET, RANDOM_GAMES = 1000, 200
-CONNECT_FOUR_BUDGET, CONNECT_FOUR_GAMES = 1000, 200
+CONNECT_FOUR_BUDGET = 1000
+CONNECT_FOUR_MATCHES = ((1, 200), (2, 400))  # (seed, games): 600 games in all
 SPEED_SEARCHES = {"tic_tac_toe": 20, "connect_four": 10}  # searches of 1,000 simulations from the opening
 SPEED_REPEATS = 3  # the speed figure is the median of this many timings
 UCT_C, SEED = 2.0, 1
@@ -42,10 +45,10 @@ def load_mcts():
     return module
 
 
-def ours(game: str, opponent: str, simulations: int, games: int) -> dict:
+def ours(game: str, opponent: str, simulations: int, games: int, seed: int = SEED) -> dict:
     """A match of algorithms/mcts.py, run through its command line; its summary.json plus the command."""
     command = ["python", "algorithms/mcts.py", "--game", game, "--opponent", opponent, "--num-simulations",
-               str(simulations), "--num-games", str(games), "--seed", str(SEED)]
+               str(simulations), "--num-games", str(games), "--seed", str(seed)]
     with tempfile.TemporaryDirectory() as workdir:
         subprocess.run([sys.executable, str(ROOT / command[1]), *command[2:]], cwd=workdir, check=True,
                        capture_output=True)
@@ -101,6 +104,11 @@ def speed(mcts, game_name: str) -> dict:
             "openspiel_cpp": simulations_per_second(cpp_bot.step, game_name)}
 
 
+def wilson(counts: dict) -> tuple:
+    """The 95% Wilson interval of the win rate (the formula of algorithms/mcts.py, which the tests check)."""
+    return load_mcts().wilson_interval(counts["wins"], counts["games"])
+
+
 def percent(count: int, games: int, interval) -> str:
     return f"{100 * count / games:.0f}% [{100 * interval[0]:.0f}, {100 * interval[1]:.0f}]"
 
@@ -124,13 +132,17 @@ def render(results: dict) -> str:
               f"loses {row['ours']['losses']}; OpenSpiel's MCTSBot wins "
               f"{percent(row['openspiel']['wins'], row['openspiel']['games'], row['openspiel']['win_rate_ci95'])} and "
               f"loses {row['openspiel']['losses']} (`{row['ours']['command']}`).", ""]
-    row = results["connect_four"]
-    score = (row["wins"] + 0.5 * row["draws"]) / row["games"]
+    rows = results["connect_four"]
+    total = {key: sum(row[key] for row in rows) for key in ("wins", "draws", "losses", "games")}
     lines += [f"**Connect Four, mcts.py against OpenSpiel's MCTSBot**, {CONNECT_FOUR_BUDGET:,} simulations each, "
-              f"{row['games']} games: {row['wins']} wins, {row['draws']} draws, {row['losses']} losses; mcts.py "
-              f"wins {percent(row['wins'], row['games'], row['win_rate_ci95'])} of the games (score "
-              f"{100 * score:.1f}% counting a draw as half; `{row['command']}`).", "",
-              "**Speed**: simulations per second of a 1,000-simulation search from the opening position, median "
+              f"{total['games']} games in {len(rows)} matches: {total['wins']} wins, {total['draws']} draws, "
+              f"{total['losses']} losses; mcts.py wins {percent(total['wins'], total['games'], wilson(total))} of "
+              f"the games (score {100 * (total['wins'] + 0.5 * total['draws']) / total['games']:.1f}% counting a "
+              "draw as half). The matches:", ""]
+    for row in rows:
+        lines.append(f"- {row['games']} games: {row['wins']} wins, {row['draws']} draws, {row['losses']} losses, "
+                     f"mcts.py wins {percent(row['wins'], row['games'], row['win_rate_ci95'])} (`{row['command']}`)")
+    lines += ["",               "**Speed**: simulations per second of a 1,000-simulation search from the opening position, median "
               f"of {SPEED_REPEATS} timings, one implementation at a time, the machine otherwise idle:", "",
               "| game | mcts.py | OpenSpiel Python `mcts.MCTSBot` | ratio | OpenSpiel C++ `MCTSBot` (reference) |",
               "|---|---|---|---|---|"]
@@ -144,6 +156,15 @@ def render(results: dict) -> str:
 
 
 def main() -> None:
+    path = ROOT / "benchmarks" / "results" / "mcts_matches.json"
+    if sys.argv[1:] in (["render"], ["connect_four"]):  # the page again, or only the Connect Four matches
+        results = json.loads(path.read_text())
+        if sys.argv[1] == "connect_four":
+            results["connect_four"] = [ours("connect_four", "openspiel", CONNECT_FOUR_BUDGET, games, seed)
+                                       for seed, games in CONNECT_FOUR_MATCHES]
+        path.write_text(json.dumps(results, indent=2))
+        (ROOT / "benchmarks" / "games" / "mcts.md").write_text(render(results))
+        return
     mcts = load_mcts()
     results = {"date": time.strftime("%Y-%m-%d"), "open_spiel": mcts.version("open_spiel"), "machine": subprocess.run(
                    ["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2; nproc"], capture_output=True,
@@ -159,9 +180,10 @@ def main() -> None:
               results["perfect"][-1]["openspiel"]["losses"], flush=True)
     results["random"] = {"ours": ours("tic_tac_toe", "random", RANDOM_BUDGET, RANDOM_GAMES),
                          "openspiel": openspiel(mcts, "tic_tac_toe", "random", RANDOM_BUDGET, RANDOM_GAMES)}
-    results["connect_four"] = ours("connect_four", "openspiel", CONNECT_FOUR_BUDGET, CONNECT_FOUR_GAMES)
-    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "mcts_matches.json").write_text(json.dumps(results, indent=2))
+    results["connect_four"] = [ours("connect_four", "openspiel", CONNECT_FOUR_BUDGET, games, seed)
+                               for seed, games in CONNECT_FOUR_MATCHES]
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
     (ROOT / "benchmarks" / "games" / "mcts.md").write_text(render(results))
     print(render(results))
 
