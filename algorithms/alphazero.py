@@ -29,6 +29,7 @@ every random state, counters, the episodes and evaluations so far); rerunning th
 """
 
 import csv
+import difflib
 import glob
 import json
 import math
@@ -144,8 +145,10 @@ def fail(message: str) -> None:
 def load_game(name: str):
     """The OpenSpiel game, or exit 2 with one line. OpenSpiel's C++ writes its own message to stderr before
     raising, so that stream is silenced while it loads."""
-    if name.split("(")[0] not in pyspiel.registered_names():
-        fail(f"--game: unknown OpenSpiel game '{name}' (python -c 'import pyspiel; print(pyspiel.registered_names())')")
+    base_name = name.split("(")[0]
+    if base_name not in pyspiel.registered_names():
+        close = difflib.get_close_matches(base_name, pyspiel.registered_names(), n=1)
+        fail(f"--game: unknown OpenSpiel game '{base_name}'." + (f" Did you mean {close[0]}?" if close else ""))
     saved_stderr = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
@@ -649,8 +652,6 @@ def train(args: Args) -> dict:
                     (value_loss + policy_loss).backward()
                     optimizer.step()
                     updates += 1
-                if not torch.isfinite(value_loss + policy_loss):
-                    fail(f"the loss became {(value_loss + policy_loss).item()} at step {global_step}")
 
             # ---- evaluate against the opponent now and then (the curve of strength over training)
             if args.eval_every and global_step // args.eval_every > previous_step // args.eval_every:
@@ -685,6 +686,8 @@ def train(args: Args) -> dict:
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 episodes_file.flush()
+                if not np.isfinite(value_loss.item() + policy_loss.item()) and updates:  # read back only here
+                    fail(f"the loss became {value_loss.item() + policy_loss.item()} at step {global_step}")
                 sps = global_step / (last_print - start_time)
                 eta = int(max(args.total_timesteps - global_step, 0) / sps)
                 figure_log.log({"losses/value_loss": value_loss.item(), "losses/policy_loss": policy_loss.item(),
