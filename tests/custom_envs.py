@@ -58,3 +58,48 @@ class Countdown(gym.Env):
 
 
 gym.register("Countdown-v0", entry_point=Countdown, max_episode_steps=100)
+
+
+class MultiCountdown:
+    """Countdown for multi-agent scripts, on PettingZoo's parallel API ("custom_envs:MultiCountdown"):
+    `num_agents` agents, every episode lasts exactly `length` steps and pays each agent 1 / num_agents per
+    step, so the team's return (the sum over agents) and the length are both `length`. The observation is
+    the number of steps taken, in the space `obs` asks for; state() is that count and the agent count."""
+
+    metadata = {"render_modes": ["rgb_array"], "name": "multi_countdown_v0"}
+
+    def __init__(self, length: int = 5, obs: str = "box", actions: str = "discrete", num_agents: int = 2,
+                 render_mode=None):
+        self.single = Countdown(length, obs, actions, render_mode)  # checks the arguments, holds the spaces
+        self.possible_agents = [f"agent_{i}" for i in range(num_agents)]
+        self.agents, self.render_mode = [], render_mode
+
+    def observation_space(self, agent):
+        return self.single.observation_space
+
+    def action_space(self, agent):
+        return self.single.action_space
+
+    def state(self):
+        return np.array([self.single.t, len(self.possible_agents)], np.float32)
+
+    def reset(self, seed=None, options=None):
+        observation, _ = self.single.reset(seed=seed)
+        self.agents = list(self.possible_agents)
+        return {agent: observation for agent in self.agents}, {agent: {} for agent in self.agents}
+
+    def step(self, actions):
+        observation, _, terminated, _, _ = self.single.step(0)
+        share = 1.0 / len(self.possible_agents)
+        result = ({agent: observation for agent in self.agents}, {agent: share for agent in self.agents},
+                  {agent: terminated for agent in self.agents}, {agent: False for agent in self.agents},
+                  {agent: {} for agent in self.agents})
+        if terminated:
+            self.agents = []
+        return result
+
+    def render(self):
+        return self.single.render()
+
+    def close(self):
+        pass
