@@ -28,6 +28,8 @@ TINY_ARGS = {
     "dqn.py": ["--total-timesteps", "600", "--learning-starts", "200", "--batch-size", "32", "--buffer-size", "500",
                "--max-grad-norm", "10", "--eval-episodes", "2"],
     "mcts.py": ["--num-simulations", "20", "--num-games", "4"],
+    "iql.py": ["--total-timesteps", "400", "--num-envs", "2", "--learning-starts", "100", "--batch-size", "16",
+               "--buffer-size", "200", "--eval-episodes", "2"],
     "mappo.py": ["--total-timesteps", "400", "--num-envs", "2", "--num-steps", "50", "--update-epochs", "2",
                  "--eval-episodes", "2"],
     "policy_iteration.py": ["--max-iterations", "3", "--eval-episodes", "10"],

@@ -1,9 +1,12 @@
 """A user's own env package, as the harness meets it: importing this module registers Countdown-v0, so
 every script must accept the id "custom_envs:Countdown-v0" (gym.make imports the module) and pass
---env-kwargs to its constructor. The kwargs choose the spaces, so one env serves every script."""
+--env-kwargs to its constructor. The kwargs choose the spaces, so one env serves every script.
+The multi-agent scripts (PettingZoo's parallel API) take "custom_envs:MultiCountdown" the same way, and
+their tests use MultiEndless and Mirror."""
 
 import gymnasium as gym
 import numpy as np
+from pettingzoo import ParallelEnv
 
 OBSERVATION_KINDS = ("box", "discrete", "dict", "image")
 ACTION_KINDS = ("discrete", "box")
@@ -60,7 +63,7 @@ class Countdown(gym.Env):
 gym.register("Countdown-v0", entry_point=Countdown, max_episode_steps=100)
 
 
-class MultiCountdown:
+class MultiCountdown(ParallelEnv):
     """Countdown for multi-agent scripts, on PettingZoo's parallel API ("custom_envs:MultiCountdown"):
     `num_agents` agents, every episode lasts exactly `length` steps and pays each agent 1 / num_agents per
     step, so the team's return (the sum over agents) and the length are both `length`. The observation is
@@ -101,5 +104,77 @@ class MultiCountdown:
     def render(self):
         return self.single.render()
 
-    def close(self):
-        pass
+
+class MultiEndless(ParallelEnv):
+    """Two agents, one state, reward 1 each per step; only a time limit (`limit` steps) ends an episode:
+    at gamma 0.9 each agent's true value is 1 / (1 - 0.9) = 10, while a learner that takes the limit for
+    an end learns at most (1 - 0.9^5) / 0.1 = 4.1 (limit 5). For the multi-agent truncation tests."""
+
+    metadata = {"render_modes": [], "name": "multi_endless_v0"}
+
+    def __init__(self, limit: int = 5, render_mode=None):
+        self.possible_agents, self.agents, self.limit, self.t = ["agent_0", "agent_1"], [], limit, 0
+
+    def observation_space(self, agent):
+        return gym.spaces.Box(0.0, 0.0, (1,), np.float32)
+
+    def action_space(self, agent):
+        return gym.spaces.Discrete(2)
+
+    def state(self):
+        return np.zeros(1, np.float32)
+
+    def reset(self, seed=None, options=None):
+        self.t, self.agents = 0, list(self.possible_agents)
+        return {agent: np.zeros(1, np.float32) for agent in self.agents}, {agent: {} for agent in self.agents}
+
+    def step(self, actions):
+        self.t += 1
+        ended = self.t == self.limit
+        result = ({agent: np.zeros(1, np.float32) for agent in self.agents}, {agent: 1.0 for agent in self.agents},
+                  {agent: False for agent in self.agents}, {agent: ended for agent in self.agents},
+                  {agent: {} for agent in self.agents})
+        if ended:
+            self.agents = []
+        return result
+
+
+class Mirror(ParallelEnv):
+    """Two agents each see a random bit and are paid 1 for answering it (0 otherwise), for 3 steps: the team
+    return is 6 for learners that answer right and 3 on average for random play. A learning check that a
+    few thousand steps settle, and that a mix-up of agents (rewards, observations, ids) cannot pass."""
+
+    metadata = {"render_modes": [], "name": "mirror_v0"}
+
+    def __init__(self, render_mode=None):
+        self.possible_agents, self.agents, self.t = ["agent_0", "agent_1"], [], 0
+        self.rng, self.bits = np.random.default_rng(), np.zeros(2, np.int64)
+
+    def observation_space(self, agent):
+        return gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+
+    def action_space(self, agent):
+        return gym.spaces.Discrete(2)
+
+    def state(self):
+        return self.bits.astype(np.float32)
+
+    def observe(self):
+        self.bits = self.rng.integers(2, size=2)
+        return {agent: np.array([self.bits[k]], np.float32) for k, agent in enumerate(self.possible_agents)}
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.t, self.agents = 0, list(self.possible_agents)
+        return self.observe(), {agent: {} for agent in self.agents}
+
+    def step(self, actions):
+        self.t += 1
+        rewards = {agent: float(actions[agent] == self.bits[k]) for k, agent in enumerate(self.possible_agents)}
+        ended = self.t == 3
+        result = (self.observe(), rewards, {agent: ended for agent in self.agents},
+                  {agent: False for agent in self.agents}, {agent: {} for agent in self.agents})
+        if ended:
+            self.agents = []
+        return result

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ALGORITHMS, load_module, run_ok
+from conftest import ALGORITHMS, load_module, read_summary, run_ok
 
 mappo = load_module("mappo.py")
+CUSTOM_ENVS = ALGORITHMS.parent / "tests" / "custom_envs.py"  # copied where a run can import it
 
 
 class Staggered:
@@ -117,7 +118,7 @@ def test_the_centralized_critic_sees_the_state_and_ippo_the_observation():
 def test_the_actor_reads_observations_and_the_critic_the_state_in_a_run(centralized, tmp_path):
     """In a real run on MultiCountdown (observation: 1 number; state: 2), the saved actor takes the
     observation and the agent id, the critic the state (or, IPPO, the observation) and the id."""
-    shutil.copy(ALGORITHMS.parent / "tests" / "custom_envs.py", tmp_path)
+    shutil.copy(CUSTOM_ENVS, tmp_path)
     run_dir = run_ok("mappo.py", ["--env-id", "custom_envs:MultiCountdown", "--env-kwargs", '{"num_agents": 3}',
                                   "--total-timesteps", "40", "--num-envs", "2", "--num-steps", "20", "--eval-episodes", "1",
                                   "--save-model"] + ([] if centralized else ["--no-centralized-critic"]), tmp_path)
@@ -142,8 +143,8 @@ def test_a_time_limit_is_bootstrapped_not_treated_as_an_end(tmp_path):
     """Each agent earns 1 per step forever, cut by a 5-step time limit; at gamma 0.9 the true value is
     1 / (1 - 0.9) = 10, while a critic that took the cut for an end would learn at most
     (1 - 0.9^5) / 0.1 = 4.1. The trained critic must be near 10."""
-    (tmp_path / "endless_envs.py").write_text(ENDLESS_ENV_MODULE)
-    run_dir = run_ok("mappo.py", ["--env-id", "endless_envs:Endless", "--gamma", "0.9", "--total-timesteps", "12000",
+    shutil.copy(CUSTOM_ENVS, tmp_path)
+    run_dir = run_ok("mappo.py", ["--env-id", "custom_envs:MultiEndless", "--gamma", "0.9", "--total-timesteps", "12000",
                                   "--num-envs", "4", "--num-steps", "30", "--eval-episodes", "1", "--save-model"], tmp_path)
     saved = torch.load(run_dir / "mappo.pt")
     agent = mappo.Agent(1, 1, 2, 2, 64)
@@ -155,59 +156,10 @@ def test_a_time_limit_is_bootstrapped_not_treated_as_an_end(tmp_path):
     assert values.min().item() > 8.5 and values.max().item() < 11.5, values
 
 
-ENDLESS_ENV_MODULE = '''
-import gymnasium as gym
-import numpy as np
-
-
-class Endless:
-    """Two agents, one state, reward 1 each per step; only a 5-step time limit ends an episode."""
-    metadata = {"render_modes": [], "name": "endless_v0"}
-
-    def __init__(self, render_mode=None):
-        self.possible_agents, self.agents, self.t = ["a", "b"], [], 0
-
-    def observation_space(self, agent):
-        return gym.spaces.Box(0.0, 0.0, (1,), np.float32)
-
-    def action_space(self, agent):
-        return gym.spaces.Discrete(2)
-
-    def state(self):
-        return np.zeros(1, np.float32)
-
-    def reset(self, seed=None, options=None):
-        self.t, self.agents = 0, list(self.possible_agents)
-        return {a: np.zeros(1, np.float32) for a in self.agents}, {a: {} for a in self.agents}
-
-    def step(self, actions):
-        self.t += 1
-        out = ({a: np.zeros(1, np.float32) for a in self.agents}, {a: 1.0 for a in self.agents},
-               {a: False for a in self.agents}, {a: self.t == 5 for a in self.agents}, {a: {} for a in self.agents})
-        if self.t == 5:
-            self.agents = []
-        return out
-
-    def close(self):
-        pass
-'''
-
-
-def test_a_run_resumed_mid_episode_replays_its_envs_and_ends_the_same(tmp_path):
-    """The harness's resume check lands on episode boundaries (25-step episodes, 50-step rollouts); here a
-    checkpoint falls 10 steps into every env's episode, so resuming must replay those steps: the resumed
-    run rewrites the same episodes and ends with the same weights, bitwise."""
-    flags = ["--total-timesteps", "240", "--num-envs", "2", "--num-steps", "30", "--update-epochs", "2",
-             "--eval-episodes", "1", "--checkpoint-every", "120", "--save-model"]
-    run_dir = run_ok("mappo.py", flags, tmp_path)
-    whole_episodes, whole_model = (run_dir / "episodes.csv").read_text(), torch.load(run_dir / "mappo.pt")
-    first = sorted((run_dir / "checkpoints").glob("checkpoint_*.pt"))[0]
-    assert first.name == "checkpoint_000000000120.pt"
-    checkpoint = torch.load(first, weights_only=False)
-    assert all(len(actions) == 10 for actions in checkpoint["envs"]["episode_actions"]), "not mid-episode"
-    resumed_dir = run_ok("mappo.py", flags + ["--resume", str(first)], tmp_path)
-    assert resumed_dir == run_dir
-    strip = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731 (wall_time aside)
-    assert strip((run_dir / "episodes.csv").read_text()) == strip(whole_episodes)
-    resumed_model = torch.load(run_dir / "mappo.pt")
-    assert all(torch.equal(resumed_model["agent"][name], tensor) for name, tensor in whole_model["agent"].items())
+def test_mappo_learns_to_answer_each_agents_own_bit(tmp_path):
+    """Mirror: each agent is paid for repeating its own bit (team return 6 at best, 3 for random play).
+    Seed 1, 6,000 steps: the greedy shared actor answers right for both agents in every evaluation episode."""
+    shutil.copy(CUSTOM_ENVS, tmp_path)
+    run_dir = run_ok("mappo.py", ["--env-id", "custom_envs:Mirror", "--total-timesteps", "6000", "--num-envs", "8",
+                                  "--num-steps", "15", "--seed", "1"], tmp_path)
+    assert read_summary(run_dir)["eval_returns"] == [6.0] * 10
