@@ -21,10 +21,11 @@ terminated one is not. The episode return logged is the team's: the sum of every
 
 Defaults are the MAPPO paper's MPE settings (lr 7e-4, 10 epochs, entropy 0.01, gradient norm 10,
 value normalisation) with feed-forward tanh networks and 32 envs x 50 steps per rollout in 4
-minibatches instead of 128 x 25 in one: the paper trains for 20M steps, an hour here holds a few million,
-so more gradient steps per sample pay (simple_spread_v3, seed 1: training return -45 at 700k steps
-with 4 minibatches, -59 with one; 8 learned no faster than 4). Results in benchmarks.md; published MPE
-tables used older forks with other reward sums and are not comparable.
+minibatches instead of 128 x 25 in one. The paper trains for 20M steps; a 2-core CPU here runs about
+7M in an hour (2,069 steps/s alone), so more gradient steps per sample pay: on simple_spread_v3, seed 1,
+the training return was -45 at 700k steps with 4 minibatches and -59 with one, and 8 learned no faster
+than 4 (greedy -37.4 and -37.2 at 1.5M). Results in benchmarks.md; published MPE tables used older
+forks with other reward sums and are not comparable.
 
     python algorithms/mappo.py                                             # simple_spread_v3, 3 agents
     python algorithms/mappo.py --no-centralized-critic                     # IPPO

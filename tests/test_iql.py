@@ -78,6 +78,7 @@ def test_epsilon_greedy_explores_per_agent():
     assert 0.25 < (actions == 0).mean() < 0.42 and (actions[:, 0] != actions[:, 1]).mean() > 0.5
 
 
+@pytest.mark.learning
 def test_independent_learners_miss_the_climbing_games_optimum(tmp_path, monkeypatch):
     """The lesson: over 20 seeds, tabular IQL rarely ends on the optimal joint action (0, 0) (team return
     22, twice the payoff 11); it settles where a miscoordination cannot cost -30."""
@@ -119,6 +120,7 @@ def test_a_run_resumed_mid_episode_replays_its_envs_and_ends_the_same(tmp_path):
     assert all(torch.equal(resumed_model["q_networks"][name], tensor) for name, tensor in whole_model["q_networks"].items())
 
 
+@pytest.mark.learning
 @pytest.mark.parametrize("shared", [False, True])
 def test_iql_learns_to_answer_each_agents_own_bit(shared, tmp_path):
     """Mirror: each agent is paid for repeating its own bit (team return 6 at best, 3 for random play).

@@ -156,6 +156,7 @@ def test_a_time_limit_is_bootstrapped_not_treated_as_an_end(tmp_path):
     assert values.min().item() > 8.5 and values.max().item() < 11.5, values
 
 
+@pytest.mark.learning
 def test_mappo_learns_to_answer_each_agents_own_bit(tmp_path):
     """Mirror: each agent is paid for repeating its own bit (team return 6 at best, 3 for random play).
     Seed 1, 6,000 steps: the greedy shared actor answers right for both agents in every evaluation episode."""
