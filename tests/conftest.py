@@ -38,6 +38,7 @@ TINY_ARGS = {
                           "--num-minibatches", "4", "--update-epochs", "2", "--target-kl", "0.01", "--eval-episodes", "2"],
     "q_learning.py": ["--total-timesteps", "3000", "--eval-episodes", "3"],
     "reinforce.py": ["--total-timesteps", "600", "--num-envs", "2", "--eval-episodes", "2"],
+    "rlhf_sft.py": ["--train-steps", "30", "--num-demonstrations", "200", "--num-pairs", "20"],
     "sac.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",
                "--hidden-sizes", "32", "32", "--eval-episodes", "2"],
     "td3.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",

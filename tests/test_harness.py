@@ -30,7 +30,7 @@ PROBE_ENVS = {"gymnasium": [("FrozenLake-v1", {}), ("CartPole-v1", {}), ("Pendul
 MISSPELT_ENV_IDS = {"gymnasium": "CartPol-v1", "pettingzoo": "simple_sprad_v3"}
 # The field that sets how much a script trains; 0 means "only evaluate (a loaded model)".
 # Dynamic programming takes no environment steps to learn, so its budget is sweeps or iterations.
-BUDGET_FIELDS = ("total_timesteps", "max_iterations")
+BUDGET_FIELDS = ("total_timesteps", "max_iterations", "train_steps")
 # A user's env in a package of their own (tests/custom_envs.py, copied into the run's working directory):
 # gym.make imports the module, which registers the env.
 CUSTOM_ENV_IDS = {"gymnasium": "custom_envs:Countdown-v0", "pettingzoo": "custom_envs:MultiCountdown"}
@@ -308,12 +308,14 @@ def test_save_then_load_evaluates_to_the_same_returns(script, shared_run, tmp_pa
         if flag in training_flags:
             del training_flags[training_flags.index(flag):training_flags.index(flag) + 2]
     options = [flag for flag in flipped_flags(script) if flag not in ("--track", "--save-model")]
+    episodes = ["--eval-episodes", str(trained["args"]["eval_episodes"])] if has_field(script, "eval_episodes") else []
     evaluated_dir = run_ok(script, training_flags + options + [
-        "--model-path", str(models[0]), budget_flag(script), "0",
-        "--eval-episodes", str(trained["args"]["eval_episodes"])], tmp_path)
+        "--model-path", str(models[0]), budget_flag(script), "0", *episodes], tmp_path)
     evaluated = read_summary(evaluated_dir)
     assert evaluated["global_step"] == 0
-    assert evaluated["eval_returns"] == trained["eval_returns"]
+    # a script without evaluation episodes names the summary's evaluation figures in EVALUATION_FIGURES
+    for figure in getattr(load_module(script), "EVALUATION_FIGURES", ("eval_returns",)):
+        assert evaluated[figure] == trained[figure], figure
     if "--capture-video" in options:
         assert list((evaluated_dir / "videos").glob("*.mp4")), "--capture-video recorded nothing"
 

@@ -1,0 +1,77 @@
+"""The RLHF pipeline, stage 1 (rlhf_sft.py): the hidden reward by hand, the demonstration grammar, the
+noisy Bradley-Terry labels, the preference file, and a reference that learns the grammar."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import load_module, read_summary, run_in_process, run_ok
+
+sft = load_module("rlhf_sft.py")
+SPEC = sft.task_spec()
+
+
+def test_the_hidden_reward_by_hand():
+    prompt = ["rain", "work"]
+    # tone +2 - 1, on topic (+1), 5 words (no length cost), finished
+    assert sft.true_reward(SPEC, prompt, ["rain", "great", "love", "sad", "the", "<eos>"]) == 2.0
+    # tone -2, off topic, 2 words: -0.5 * |2 - 5|
+    assert sft.true_reward(SPEC, prompt, ["awful", "hate", "<eos>"]) == -2.0 - 1.5
+    # no <eos> within the limit: every word counts for tone and length, and the unfinished cost
+    unfinished = ["good"] * SPEC["max_completion"]
+    assert sft.true_reward(SPEC, prompt, unfinished) == 8.0 - 0.5 * 3 - SPEC["unfinished_cost"]
+    # words after <eos> do not count
+    assert sft.true_reward(SPEC, prompt, ["<eos>", "great"]) == -0.5 * 5
+
+
+def test_demonstrations_follow_the_grammar():
+    rng = np.random.default_rng(0)
+    prompts = [sft.sample_prompt(rng) for _ in range(3000)]
+    demos = [sft.demonstration(prompt, rng) for prompt in prompts]
+    assert all(demo[-1] == "<eos>" and 2 <= len(demo) - 1 <= sft.MAX_COMPLETION - 1 for demo in demos)
+    assert all(set(demo[:-1]) <= set(sft.TOPICS + sft.POSITIVE + sft.NEGATIVE + sft.FILLERS) for demo in demos)
+    starts_on_topic = np.mean([demo[0] in prompt for prompt, demo in zip(prompts, demos)])
+    assert abs(starts_on_topic - sft.DEMO_TOPIC_PROBABILITY) < 0.03
+    assert all(len(set(prompt)) == sft.PROMPT_LENGTH and set(prompt) <= set(sft.TOPICS) for prompt in prompts)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_labels_are_noisy_the_bradley_terry_way(temperature):
+    """y1 has the higher hidden reward by 1; it must be chosen with probability sigmoid(1 / T) (4,000 draws,
+    within 4 standard deviations)."""
+    prompt, y1, y2 = ["rain", "work"], ["good", "the", "a", "<eos>"], ["the", "a", "the", "<eos>"]
+    margin = sft.true_reward(SPEC, prompt, y1) - sft.true_reward(SPEC, prompt, y2)
+    assert margin == 1.0
+    rng = np.random.default_rng(1)
+    draws = 4000
+    first = sum(sft.label(SPEC, prompt, y1, y2, temperature, rng)[0] == y1 for _ in range(draws))
+    p = 1.0 / (1.0 + np.exp(-margin / temperature))
+    assert abs(first / draws - p) < 4 * np.sqrt(p * (1 - p) / draws)
+
+
+@pytest.mark.learning
+def test_the_reference_learns_the_grammar_and_writes_a_preference_file(tmp_path):
+    """Seed 1, 1,500 steps: the reference's samples finish and score like the demonstrations (an untrained
+    model's do not), the held-out loss is near the grammar's, and every pair in the file is well formed."""
+    run_dir = run_ok("rlhf_sft.py", ["--train-steps", "1500", "--num-pairs", "300", "--save-model"], tmp_path)
+    summary = read_summary(run_dir)
+    assert abs(summary["reference_true_reward_mean"] - summary["demonstration_true_reward_mean"]) < 0.3, summary
+    untrained = load_module("rlhf_sft.py").GRULanguageModel(len(SPEC["vocab"]), 32, 64)
+    samples = sft.sample(untrained, SPEC, [["rain", "work"]] * 200, torch.Generator().manual_seed(0))
+    assert np.mean([sft.true_reward(SPEC, ["rain", "work"], y) for y in samples]) < -1.0
+    rows = [json.loads(line) for line in (run_dir / "preferences.jsonl").read_text().splitlines()]
+    assert len(rows) == 300 and all(set(row) == {"prompt", "chosen", "rejected"} for row in rows)
+    assert all(row["chosen"] != row["rejected"] for row in rows)
+    assert all(set(" ".join(row.values()).split()) <= set(SPEC["vocab"]) for row in rows)
+    saved = torch.load(run_dir / "reference.pt")
+    assert saved["spec"] == SPEC
+
+
+def test_a_reference_of_another_task_is_refused(tmp_path, in_tmp, capsys):
+    model = sft.GRULanguageModel(len(SPEC["vocab"]), 32, 64)
+    other = {**SPEC, "target_length": 3}
+    torch.save({"model": model.state_dict(), "spec": other}, tmp_path / "other.pt")
+    status, stderr = run_in_process("rlhf_sft.py", ["--model-path", str(tmp_path / "other.pt"), "--train-steps", "0"], capsys)
+    assert status == 2 and "another task spec" in stderr and len(stderr.strip().splitlines()) == 1
