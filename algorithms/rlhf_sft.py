@@ -29,7 +29,7 @@ Writes {run_dir}/preferences.jsonl (one {"prompt", "chosen", "rejected"} line pe
 public preference datasets) and, with --save-model, {run_dir}/reference.pt (the model and the task spec),
 which the next stages start from; train_log.csv holds the loss every LOG_EVERY_STEPS steps.
 
-    python algorithms/rlhf_sft.py --save-model                        # 3,000 steps, 4,000 preference pairs
+    python algorithms/rlhf_sft.py --save-model                        # 3,000 steps, 12,000 preference pairs
     python algorithms/rlhf_sft.py --save-model --num-pairs 500 --label-temperature 0.5
     python algorithms/rlhf_sft.py --model-path runs/.../reference.pt --train-steps 0   # evaluate, relabel
 """
@@ -106,7 +106,7 @@ class Args:
     """width of the word embeddings"""
     hidden_size: int = 64
     """width of the GRU"""
-    num_pairs: int = 4_000
+    num_pairs: int = 12_000
     """preference pairs to sample from the reference and label with the hidden reward (0: none)"""
     label_temperature: float = 1.0
     """noise of the labels: P(y1 preferred) = sigmoid((r*(y1) - r*(y2)) / label_temperature)"""

@@ -1,10 +1,13 @@
 """Shared helpers: discover the scripts, run them through their real command line, import them."""
 
+import atexit
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -39,6 +42,8 @@ TINY_ARGS = {
     "q_learning.py": ["--total-timesteps", "3000", "--eval-episodes", "3"],
     "reinforce.py": ["--total-timesteps", "600", "--num-envs", "2", "--eval-episodes", "2"],
     "rlhf_sft.py": ["--train-steps", "30", "--num-demonstrations", "200", "--num-pairs", "20"],
+    "rlhf_reward_model.py": ["--reference-path", "{sft}/reference.pt", "--preferences", "{sft}/preferences.jsonl",
+                             "--train-steps", "30", "--batch-size", "16"],
     "sac.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",
                "--hidden-sizes", "32", "32", "--eval-episodes", "2"],
     "td3.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",
@@ -50,8 +55,25 @@ TINY_ARGS = {
 DEFAULT_TINY_ARGS = ["--total-timesteps", "2000", "--eval-episodes", "2"]
 
 
+# The later RLHF stages start from stage 1's artifacts: "{sft}" in their arguments stands for the run
+# directory of a tiny rlhf_sft.py run (its reference.pt and preferences.jsonl), made once per test process.
+SFT_ARTIFACT_ARGS = ["--train-steps", "30", "--num-demonstrations", "200", "--num-pairs", "40", "--save-model"]
+_made_artifacts = {}
+
+
+def sft_artifacts() -> Path:
+    if "sft" not in _made_artifacts:
+        workdir = tempfile.mkdtemp(prefix="lucidrl-sft-")
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+        _made_artifacts["sft"] = run_ok("rlhf_sft.py", SFT_ARTIFACT_ARGS, Path(workdir))
+    return _made_artifacts["sft"]
+
+
 def tiny_args(script: str) -> list:
-    return list(TINY_ARGS.get(script, DEFAULT_TINY_ARGS))
+    args = list(TINY_ARGS.get(script, DEFAULT_TINY_ARGS))
+    if any("{sft}" in arg for arg in args):
+        args = [arg.replace("{sft}", str(sft_artifacts())) for arg in args]
+    return args
 
 
 def run_script(script: str, args: list, cwd: Path, extra_env: dict | None = None, timeout: float = 300):

@@ -75,3 +75,44 @@ def test_a_reference_of_another_task_is_refused(tmp_path, in_tmp, capsys):
     torch.save({"model": model.state_dict(), "spec": other}, tmp_path / "other.pt")
     status, stderr = run_in_process("rlhf_sft.py", ["--model-path", str(tmp_path / "other.pt"), "--train-steps", "0"], capsys)
     assert status == 2 and "another task spec" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------- stage 2
+reward_model = load_module("rlhf_reward_model.py")
+
+
+def test_the_bradley_terry_loss_by_hand():
+    chosen, rejected = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.0])
+    expected = -(np.log(1 / (1 + np.exp(-1.0))) + np.log(0.5)) / 2
+    assert reward_model.bradley_terry_loss(chosen, rejected).item() == pytest.approx(expected)
+
+
+def test_the_bayes_optimal_accuracy_is_the_hidden_rewards_own():
+    prompt = ["rain", "work"]
+    better, worse = ["good", "the", "a", "<eos>"], ["the", "a", "the", "<eos>"]  # r* differs by 1
+    pairs = [(prompt, better, worse), (prompt, worse, better), (prompt, better, better)]
+    assert reward_model.bayes_accuracy(SPEC, pairs) == pytest.approx((1 + 0 + 0.5) / 3)
+    assert reward_model.true_reward(SPEC, prompt, better) == sft.true_reward(SPEC, prompt, better)
+
+
+def test_preferences_from_another_vocabulary_are_refused(tmp_path, capsys):
+    from conftest import sft_artifacts
+
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text(json.dumps({"prompt": "rain work", "chosen": "bonjour <eos>", "rejected": "the <eos>"}) + "\n")
+    status, stderr = run_in_process("rlhf_reward_model.py", ["--reference-path", str(sft_artifacts() / "reference.pt"),
+                                                             "--preferences", str(foreign)], capsys)
+    assert status == 2 and "outside the reference's vocabulary" in stderr and "bonjour" in stderr
+
+
+@pytest.mark.learning
+def test_the_reward_model_comes_within_a_few_points_of_the_bayes_optimal_accuracy(tmp_path):
+    """The defaults, seed 1 (stage 1: 3,000 steps and 12,000 pairs; stage 2: 600 steps): held-out accuracy
+    within 4 points of r*'s own on the same labels (measured: 0.785 against 0.807), and scores that
+    correlate with the hidden reward."""
+    sft_dir = run_ok("rlhf_sft.py", ["--save-model"], tmp_path)
+    run_dir = run_ok("rlhf_reward_model.py", ["--reference-path", str(sft_dir / "reference.pt"),
+                                              "--preferences", str(sft_dir / "preferences.jsonl")], tmp_path)
+    summary = read_summary(run_dir)
+    assert summary["heldout_accuracy"] >= summary["bayes_optimal_accuracy"] - 0.04, summary
+    assert summary["correlation_with_hidden_reward"] > 0.85, summary

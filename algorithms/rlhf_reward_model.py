@@ -1,0 +1,327 @@
+"""RLHF, stage 2: a reward model trained on preference pairs with the Bradley-Terry loss.
+
+Given pairs (prompt x, chosen y_c, rejected y_r), the reward model r_theta(x, y) is trained to rank the
+chosen completion higher: loss = -log sigmoid(r_theta(x, y_c) - r_theta(x, y_r)) (Eq. 1 of Ouyang et al.
+2022; the Bradley-Terry model of Bradley & Terry 1952, as in Christiano et al. 2017). Like InstructGPT's,
+it starts from the SFT reference (stage 1, rlhf_sft.py): the reference's embedding and GRU read the
+sequence, and a new linear head turns the state after the last token into one number. Only differences
+of r_theta are learned, so it is defined up to a constant; the mean and spread of its scores on the
+file's completions (rlhf_sft.py's are the reference's own samples) are saved with it, for the policy
+stages to normalise by.
+
+How good can it get? The labels are noisy: the "person" preferred y1 with probability sigmoid((r*(y1) -
+r*(y2)) / T). So no model beats the Bayes-optimal accuracy, the accuracy of the hidden reward r* itself
+on the same held-out labels; this script reports both (and, since a user may bring preferences without
+a hidden reward, skips the second when the pairs' task spec has none to compute). Papers:
+https://arxiv.org/abs/2203.02155, https://arxiv.org/abs/1706.03741.
+
+Input: the reference checkpoint (its task spec: vocabulary and hidden reward) and a JSONL file of
+{"prompt", "chosen", "rejected"} lines of space-separated words (rlhf_sft.py writes one; bring your own
+in the same format: words outside the reference's vocabulary are refused). 10% of the pairs are held out.
+
+    python algorithms/rlhf_reward_model.py --reference-path runs/rlhf__rlhf_sft__1__.../reference.pt \\
+        --preferences runs/rlhf__rlhf_sft__1__.../preferences.jsonl --save-model
+    python algorithms/rlhf_reward_model.py ... --model-path runs/.../reward_model.pt --train-steps 0   # evaluate
+"""
+
+import csv
+import json
+import os
+import pickle
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+EVAL_SEED_OFFSET = 100_000  # the samples that set the score statistics draw apart from training
+EVALUATION_FIGURES = ("heldout_accuracy", "heldout_loss")  # a reloaded model gives the same
+SCORE_SAMPLES = 2_000  # reference samples for the mean and spread of the scores, and the correlation with r*
+LOG_EVERY_STEPS = 50  # a row of train_log.csv (and a figure) every this many gradient steps
+PROGRESS_SECONDS = 5.0
+
+
+# ---------------------------------------------------------------------------------------- Args
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory name)"""
+    seed: int = 1
+    """seed of random, numpy and torch"""
+    torch_deterministic: bool = True
+    """make cuDNN deterministic (CPU runs are deterministic at a fixed thread count anyway)"""
+    cuda: bool = True
+    """use a GPU when one is available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    tensorboard: bool = False
+    """write the same figures as TensorBoard event files into the run directory"""
+    wandb_project_name: str = "lucidrl"
+    """the W&B project"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team); None uses your default"""
+    save_model: bool = False
+    """save the reward model to runs/{run_name}/reward_model.pt (the PPO stage reads it)"""
+    model_path: Optional[str] = None
+    """load a saved reward model before training; with --train-steps 0 this only evaluates it"""
+    reference_path: str = "reference.pt"
+    """the SFT reference checkpoint (rlhf_sft.py --save-model): the task spec and the trunk to start from"""
+    preferences: str = "preferences.jsonl"
+    """the preference pairs: JSONL lines {"prompt", "chosen", "rejected"} of space-separated words"""
+    train_steps: int = 600
+    """gradient steps (seed 1, 12,000 pairs: 600 reach held-out 0.785 against the Bayes-optimal 0.807; 2,000 overfit)"""
+    batch_size: int = 64
+    """pairs per gradient step"""
+    learning_rate: float = 1e-3
+    """Adam step size"""
+    heldout_fraction: float = 0.1
+    """share of the pairs held out to measure accuracy"""
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------- Task
+def true_reward(spec: dict, prompt: list, completion: list) -> float:
+    """The hidden reward r*(x, y) of the task spec (rlhf_sft.py's docstring), from the spec's numbers."""
+    finished = "<eos>" in completion
+    words = completion[:completion.index("<eos>")] if finished else completion
+    tone = sum(spec["lexicon"].get(word, 0.0) for word in words)
+    on_topic = spec["topic_bonus"] if any(word in prompt for word in words) else 0.0
+    length = -spec["length_cost"] * abs(len(words) - spec["target_length"])
+    return tone + on_topic + length - (0.0 if finished else spec["unfinished_cost"])
+
+
+def encode(spec: dict, prompt: list, completion: list) -> list:
+    """Token ids of "<bos> prompt <sep> completion"."""
+    index = {word: i for i, word in enumerate(spec["vocab"])}
+    return [index[word] for word in ["<bos>", *prompt, "<sep>", *completion]]
+
+
+def read_pairs(path: str, spec: dict) -> list:
+    """(prompt, chosen, rejected) word lists; one line and exit 2 for a malformed file or unknown words."""
+    try:
+        with open(path) as file:
+            rows = [json.loads(line) for line in file if line.strip()]
+        pairs = [(row["prompt"].split(), row["chosen"].split(), row["rejected"].split()) for row in rows]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        fail(f"--preferences {path} is not a JSONL file of {{\"prompt\", \"chosen\", \"rejected\"}} lines: {error}")
+    unknown = sorted({word for pair in pairs for part in pair for word in part} - set(spec["vocab"]))
+    if unknown:
+        fail(f"--preferences {path} has words outside the reference's vocabulary (another task?): {unknown[:5]}")
+    if len(pairs) < 2:
+        fail(f"--preferences {path} needs at least 2 pairs (one to train on, one held out); it has {len(pairs)}")
+    return pairs
+
+
+def pad(sequences: list) -> tuple:
+    """(batch, longest) token ids padded with 0 and the index of each sequence's last token."""
+    batch = torch.zeros((len(sequences), max(len(sequence) for sequence in sequences)), dtype=torch.long)
+    for i, sequence in enumerate(sequences):
+        batch[i, :len(sequence)] = torch.tensor(sequence)
+    return batch, torch.tensor([len(sequence) - 1 for sequence in sequences])
+
+
+# ---------------------------------------------------------------------------------------- Model
+class RewardModel(nn.Module):
+    """tokens (batch, length) -> one score per sequence, read from the GRU state after its last token."""
+
+    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.gru = nn.GRU(embedding_size, hidden_size, batch_first=True)
+        self.head = nn.Linear(hidden_size, 1)
+
+    def forward(self, tokens: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.gru(self.embedding(tokens))  # (batch, length, hidden)
+        return self.head(outputs[torch.arange(len(tokens)), last]).squeeze(-1)  # (batch,)
+
+
+def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(r(x, y_c) - r(x, y_r)), averaged (Eq. 1 of Ouyang et al. 2022)."""
+    return -F.logsigmoid(chosen_scores - rejected_scores).mean()
+
+
+def score_pairs(model: RewardModel, spec: dict, pairs: list, device: torch.device) -> tuple:
+    """Scores of the chosen and of the rejected completions, (len(pairs),) each."""
+    chosen = pad([encode(spec, prompt, y) for prompt, y, _ in pairs])
+    rejected = pad([encode(spec, prompt, y) for prompt, _, y in pairs])
+    return (model(chosen[0].to(device), chosen[1].to(device)), model(rejected[0].to(device), rejected[1].to(device)))
+
+
+def bayes_accuracy(spec: dict, pairs: list) -> float:
+    """The accuracy of the hidden reward itself on these labels: r*(chosen) > r*(rejected), ties half right."""
+    margins = [true_reward(spec, prompt, c) - true_reward(spec, prompt, r) for prompt, c, r in pairs]
+    return float(np.mean([1.0 if margin > 0 else 0.5 if margin == 0 else 0.0 for margin in margins]))
+
+
+# ---------------------------------------------------------------------------------------- Logging
+class FigureLog:
+    """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
+    are imported only when asked for (they are slow to import and optional)."""
+
+    def __init__(self, args: Args, run_name: str, run_dir: str):
+        self.wandb = self.writer = None
+        if args.track:
+            import wandb
+
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args),
+                       dir=run_dir)
+            self.wandb = wandb
+        if args.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(run_dir)
+
+    def log(self, figures: dict, step: int) -> None:
+        if self.wandb is not None:
+            self.wandb.log(figures, step=step)
+        if self.writer is not None:
+            for name, value in figures.items():
+                self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ---------------------------------------------------------------------------------------- Train
+def check_args(args: Args) -> None:
+    """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if args.train_steps < 0 or args.batch_size < 1:
+        fail(f"--train-steps must be >= 0 and --batch-size >= 1; got {args.train_steps}, {args.batch_size}")
+    if args.train_steps == 0 and args.model_path is None:
+        fail("--train-steps 0 only evaluates a saved reward model: give it with --model-path")
+    if args.learning_rate <= 0 or not 0.0 < args.heldout_fraction < 1.0:
+        fail(f"--learning-rate must be > 0 and --heldout-fraction in (0, 1); got {args.learning_rate}, {args.heldout_fraction}")
+    if args.model_path is not None and not os.path.isfile(args.model_path):
+        fail(f"--model-path {args.model_path} is not a file")
+
+
+def load_checkpoint(path: str, flag: str, made_by: str, device: torch.device) -> dict:
+    """A reference (rlhf_sft.py) or reward model checkpoint: weights, task spec and sizes; one line and
+    exit 2 if the file is missing or not one."""
+    if not os.path.isfile(path):
+        fail(f"{flag} {path} is not a file")
+    try:
+        checkpoint = torch.load(path, map_location=device)
+        checkpoint["spec"]["vocab"], checkpoint["sizes"]["hidden_size"], checkpoint["model"]["gru.weight_ih_l0"]
+    except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
+        fail(f"{flag} {path} is not {made_by}: {str(error).splitlines()[0]}")
+    return checkpoint
+
+
+def train(args: Args) -> dict:
+    check_args(args)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    # a saved reward model carries the task spec and sizes; a new one takes them, and its trunk, from the reference
+    saved = load_checkpoint(args.model_path, "--model-path", "a reward model (rlhf_reward_model.py --save-model)",
+                            device) if args.model_path is not None else None
+    reference = saved or load_checkpoint(args.reference_path, "--reference-path",
+                                         "an rlhf_sft.py reference (made with --save-model)", device)
+    spec, sizes = reference["spec"], reference["sizes"]
+    if not os.path.isfile(args.preferences):
+        fail(f"--preferences {args.preferences} is not a file")
+    pairs = read_pairs(args.preferences, spec)
+    rng = np.random.default_rng(args.seed)  # the split and the batches
+    order = rng.permutation(len(pairs))
+    held_out = max(1, int(len(pairs) * args.heldout_fraction))
+    test_pairs, train_pairs = [pairs[i] for i in order[:held_out]], [pairs[i] for i in order[held_out:]]
+
+    model = RewardModel(len(spec["vocab"]), sizes["embedding_size"], sizes["hidden_size"]).to(device)
+    # InstructGPT starts its reward model from the SFT model: here the reference's embedding and GRU
+    trunk = {name: value for name, value in reference["model"].items() if not name.startswith("head")}
+    try:
+        model.load_state_dict(saved["model"] if saved else trunk, strict=saved is not None)
+    except RuntimeError as error:
+        fail(f"{'--model-path' if saved else '--reference-path'} does not fit a reward model: {str(error).splitlines()[0]}")
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 64-wide GRU gains nothing from a second thread
+
+    run_name = f"rlhf__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    figure_log = FigureLog(args, run_name, run_dir)
+    log_file = open(os.path.join(run_dir, "train_log.csv"), "w", newline="")
+    train_log = csv.writer(log_file)
+    train_log.writerow(["step", "bt_loss", "batch_accuracy", "wall_time"])
+
+    # ---- training: the Bradley-Terry loss on batches of training pairs
+    start_time, last_print = time.time(), time.time()
+    try:
+        for step in range(1, args.train_steps + 1):
+            batch = [train_pairs[i] for i in rng.integers(len(train_pairs), size=args.batch_size)]
+            chosen_scores, rejected_scores = score_pairs(model, spec, batch, device)
+            loss = bradley_terry_loss(chosen_scores, rejected_scores)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if step % LOG_EVERY_STEPS == 0 or step == args.train_steps:
+                if not torch.isfinite(loss):
+                    fail(f"the Bradley-Terry loss became {loss.item()} at step {step}")
+                accuracy = (chosen_scores > rejected_scores).float().mean().item()
+                train_log.writerow([step, f"{loss.item():.6f}", f"{accuracy:.4f}", f"{time.time() - start_time:.3f}"])
+                figure_log.log({"losses/bt_loss": loss.item(), "charts/batch_accuracy": accuracy,
+                                "charts/steps_per_second": step / (time.time() - start_time)}, step=step)
+            if time.time() - last_print > PROGRESS_SECONDS:
+                last_print = time.time()
+                print(f"step {step:,}/{args.train_steps:,} | loss {loss.item():.3f} | "
+                      f"{step / (time.time() - start_time):,.0f} steps/s")
+    except KeyboardInterrupt:
+        print("interrupted: evaluating and saving what was learned")
+    log_file.close()
+    train_time = time.time() - start_time
+
+    # ---- evaluation: held-out accuracy beside the Bayes-optimal accuracy of r* on the same labels
+    with torch.no_grad():
+        chosen_scores, rejected_scores = score_pairs(model, spec, test_pairs, device)
+        heldout_loss = bradley_terry_loss(chosen_scores, rejected_scores).item()
+        heldout_accuracy = (chosen_scores > rejected_scores).float().mean().item()
+        # the scores of every completion in the file (chosen and rejected alike): their mean and spread
+        # normalise the reward for the policy stages; their correlation with r* says how much of it was learned
+        completions = [(prompt, y) for prompt, c, r in pairs for y in (c, r)][:SCORE_SAMPLES]
+        tokens = pad([encode(spec, prompt, y) for prompt, y in completions])
+        scores = model(tokens[0].to(device), tokens[1].to(device)).cpu().numpy()
+    hidden = np.array([true_reward(spec, prompt, y) for prompt, y in completions])
+    summary = {"args": vars(args), "global_step": args.train_steps, "num_pairs": len(pairs), "heldout_pairs": held_out,
+               "heldout_loss": heldout_loss, "heldout_accuracy": heldout_accuracy,
+               "bayes_optimal_accuracy": bayes_accuracy(spec, test_pairs),
+               "score_mean": float(scores.mean()), "score_std": float(scores.std()),
+               "correlation_with_hidden_reward": float(np.corrcoef(scores, hidden)[0, 1]),
+               "wall_time": time.time() - start_time, "train_time": train_time,
+               "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}}
+    if args.save_model:
+        torch.save({"model": model.state_dict(), "spec": spec, "sizes": sizes, "args": vars(args),
+                    "score_mean": summary["score_mean"], "score_std": summary["score_std"]},
+                   os.path.join(run_dir, "reward_model.pt"))
+    with open(os.path.join(run_dir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2)
+    figure_log.log({"eval/heldout_accuracy": heldout_accuracy, "eval/bayes_optimal_accuracy": summary["bayes_optimal_accuracy"],
+                    "eval/correlation_with_hidden_reward": summary["correlation_with_hidden_reward"]}, step=args.train_steps)
+    figure_log.close()
+    print(f"{run_name}: held-out accuracy {heldout_accuracy:.3f} (Bayes-optimal {summary['bayes_optimal_accuracy']:.3f}) "
+          f"on {held_out:,} pairs | correlation with the hidden reward {summary['correlation_with_hidden_reward']:.3f}")
+    torch.set_num_threads(torch_threads)
+    return {"run_dir": run_dir, "heldout_accuracy": heldout_accuracy,
+            "bayes_optimal_accuracy": summary["bayes_optimal_accuracy"], "wall_time": summary["wall_time"]}
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))
