@@ -42,6 +42,8 @@ TINY_ARGS = {
     "q_learning.py": ["--total-timesteps", "3000", "--eval-episodes", "3"],
     "reinforce.py": ["--total-timesteps", "600", "--num-envs", "2", "--eval-episodes", "2"],
     "rlhf_sft.py": ["--train-steps", "30", "--num-demonstrations", "200", "--num-pairs", "20"],
+    "rlhf_dpo.py": ["--reference-path", "{sft}/reference.pt", "--preferences", "{sft}/preferences.jsonl",
+                    "--train-steps", "30", "--batch-size", "16", "--eval-samples", "50"],
     "rlhf_reward_model.py": ["--reference-path", "{sft}/reference.pt", "--preferences", "{sft}/preferences.jsonl",
                              "--train-steps", "30", "--batch-size", "16"],
     "sac.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",

@@ -105,14 +105,53 @@ def test_preferences_from_another_vocabulary_are_refused(tmp_path, capsys):
     assert status == 2 and "outside the reference's vocabulary" in stderr and "bonjour" in stderr
 
 
+@pytest.fixture(scope="module")
+def stage_1(tmp_path_factory):
+    """Stage 1 at its defaults, seed 1 (3,000 steps, 12,000 pairs): the reference and the pairs the later
+    stages' learning tests start from."""
+    return run_ok("rlhf_sft.py", ["--save-model"], tmp_path_factory.mktemp("stage_1"))
+
+
 @pytest.mark.learning
-def test_the_reward_model_comes_within_a_few_points_of_the_bayes_optimal_accuracy(tmp_path):
-    """The defaults, seed 1 (stage 1: 3,000 steps and 12,000 pairs; stage 2: 600 steps): held-out accuracy
-    within 4 points of r*'s own on the same labels (measured: 0.785 against 0.807), and scores that
-    correlate with the hidden reward."""
-    sft_dir = run_ok("rlhf_sft.py", ["--save-model"], tmp_path)
+def test_the_reward_model_comes_within_a_few_points_of_the_bayes_optimal_accuracy(stage_1, tmp_path):
+    """The defaults, seed 1 (stage 2: 600 steps): held-out accuracy within 4 points of r*'s own on the same
+    labels (measured: 0.785 against 0.807), and scores that correlate with the hidden reward."""
+    sft_dir = stage_1
     run_dir = run_ok("rlhf_reward_model.py", ["--reference-path", str(sft_dir / "reference.pt"),
                                               "--preferences", str(sft_dir / "preferences.jsonl")], tmp_path)
     summary = read_summary(run_dir)
     assert summary["heldout_accuracy"] >= summary["bayes_optimal_accuracy"] - 0.04, summary
     assert summary["correlation_with_hidden_reward"] > 0.85, summary
+
+
+# ---------------------------------------------------------------------------------------- stage 4
+dpo = load_module("rlhf_dpo.py")
+
+
+def test_the_dpo_loss_by_hand():
+    policy_chosen, policy_rejected = torch.tensor([-1.0]), torch.tensor([-3.0])
+    reference_chosen, reference_rejected = torch.tensor([-2.0]), torch.tensor([-2.0])
+    # margin (-1 + 2) - (-3 + 2) = 2; loss = -log sigmoid(beta * 2)
+    assert dpo.dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, 0.5).item() == \
+        pytest.approx(-np.log(1 / (1 + np.exp(-1.0))))
+
+
+def test_a_sequence_log_probability_counts_the_completion_tokens_only():
+    """A model with constant logits gives every token 1/V: log pi(y|x) = len(y) * log(1/V) whatever the prompt."""
+    model = dpo.GRULanguageModel(len(SPEC["vocab"]), 8, 8)
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    logprobs = dpo.sequence_logprobs(model, SPEC, [["rain", "work"], ["sun", "cat"]],
+                                     [["good", "<eos>"], ["the", "a", "very", "<eos>"]], torch.device("cpu"))
+    assert logprobs.tolist() == pytest.approx([2 * np.log(1 / len(SPEC["vocab"])), 4 * np.log(1 / len(SPEC["vocab"]))])
+
+
+@pytest.mark.learning
+def test_dpo_raises_the_hidden_reward_at_a_bounded_kl(stage_1, tmp_path):
+    """The defaults, seed 1 (beta 0.1, 600 steps): the policy beats the reference by the hidden reward in
+    most prompts (measured: win rate 0.995, r* 4.73 against -0.12, KL 6.0 nats), and a larger beta keeps
+    it closer to the reference."""
+    flags = ["--reference-path", str(stage_1 / "reference.pt"), "--preferences", str(stage_1 / "preferences.jsonl")]
+    loose, tight = (read_summary(run_ok("rlhf_dpo.py", flags + ["--beta", beta], tmp_path)) for beta in ("0.1", "0.5"))
+    assert loose["win_rate"] > 0.9 and loose["true_reward_mean"] > loose["reference_true_reward_mean"] + 3.0, loose
+    assert tight["kl_to_reference"] < loose["kl_to_reference"], (tight, loose)
