@@ -44,6 +44,8 @@ TINY_ARGS = {
     "rlhf_sft.py": ["--train-steps", "30", "--num-demonstrations", "200", "--num-pairs", "20"],
     "rlhf_dpo.py": ["--reference-path", "{sft}/reference.pt", "--preferences", "{sft}/preferences.jsonl",
                     "--train-steps", "30", "--batch-size", "16", "--eval-samples", "50"],
+    "rlhf_ppo.py": ["--reference-path", "{sft}/reference.pt", "--reward-model-path", "{rm}/reward_model.pt",
+                    "--train-steps", "3", "--rollout-size", "32", "--eval-samples", "50"],
     "rlhf_reward_model.py": ["--reference-path", "{sft}/reference.pt", "--preferences", "{sft}/preferences.jsonl",
                              "--train-steps", "30", "--batch-size", "16"],
     "sac.py": ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "32",
@@ -57,25 +59,43 @@ TINY_ARGS = {
 DEFAULT_TINY_ARGS = ["--total-timesteps", "2000", "--eval-episodes", "2"]
 
 
-# The later RLHF stages start from stage 1's artifacts: "{sft}" in their arguments stands for the run
-# directory of a tiny rlhf_sft.py run (its reference.pt and preferences.jsonl), made once per test process.
-SFT_ARTIFACT_ARGS = ["--train-steps", "30", "--num-demonstrations", "200", "--num-pairs", "40", "--save-model"]
+# The later RLHF stages start from earlier stages' artifacts: "{sft}" in their arguments stands for the run
+# directory of a tiny rlhf_sft.py run (reference.pt, preferences.jsonl), "{rm}" for a tiny
+# rlhf_reward_model.py run on it (reward_model.pt); each is made once per test process.
+ARTIFACT_RUNS = {"sft": ("rlhf_sft.py", ["--train-steps", "30", "--num-demonstrations", "200", "--num-pairs", "40",
+                                         "--save-model"]),
+                 "rm": ("rlhf_reward_model.py", ["--reference-path", "{sft}/reference.pt", "--preferences",
+                                                 "{sft}/preferences.jsonl", "--train-steps", "20", "--save-model"])}
 _made_artifacts = {}
 
 
-def sft_artifacts() -> Path:
-    if "sft" not in _made_artifacts:
-        workdir = tempfile.mkdtemp(prefix="lucidrl-sft-")
+def artifacts(name: str) -> Path:
+    """The run directory of the artifact run `name`, made (with those it needs) on first use."""
+    if name not in _made_artifacts:
+        script, args = ARTIFACT_RUNS[name]
+        workdir = tempfile.mkdtemp(prefix=f"lucidrl-{name}-")
         atexit.register(shutil.rmtree, workdir, ignore_errors=True)
-        _made_artifacts["sft"] = run_ok("rlhf_sft.py", SFT_ARTIFACT_ARGS, Path(workdir))
-    return _made_artifacts["sft"]
+        _made_artifacts[name] = run_ok(script, with_artifacts(args), Path(workdir))
+    return _made_artifacts[name]
+
+
+def with_artifacts(args: list) -> list:
+    """The arguments with each "{name}" replaced by that artifact run's directory."""
+    filled = []
+    for arg in args:
+        for name in ARTIFACT_RUNS:
+            if "{" + name + "}" in arg:
+                arg = arg.replace("{" + name + "}", str(artifacts(name)))
+        filled.append(arg)
+    return filled
+
+
+def sft_artifacts() -> Path:
+    return artifacts("sft")
 
 
 def tiny_args(script: str) -> list:
-    args = list(TINY_ARGS.get(script, DEFAULT_TINY_ARGS))
-    if any("{sft}" in arg for arg in args):
-        args = [arg.replace("{sft}", str(sft_artifacts())) for arg in args]
-    return args
+    return with_artifacts(list(TINY_ARGS.get(script, DEFAULT_TINY_ARGS)))
 
 
 def run_script(script: str, args: list, cwd: Path, extra_env: dict | None = None, timeout: float = 300):
