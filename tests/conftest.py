@@ -195,3 +195,13 @@ def register_endless_reward_env(max_episode_steps: int = 5) -> str:
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=EndlessRewardEnv, max_episode_steps=max_episode_steps)
     return env_id
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist with --dist loadgroup (the README's command), a script's parametrized checks run on
+    one worker, so the runs they share (the harness's module-scoped tiny and flipped runs, the RLHF
+    artifacts) are made once rather than once per worker."""
+    for item in items:
+        script = getattr(item, "callspec", None) and item.callspec.params.get("script")
+        if script:
+            item.add_marker(pytest.mark.xdist_group(script))

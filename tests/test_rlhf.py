@@ -9,6 +9,7 @@ import torch
 
 from conftest import load_module, read_summary, run_in_process, run_ok
 
+pytestmark = pytest.mark.xdist_group("rlhf")  # one worker makes the stage-1 run the learning tests share
 sft = load_module("rlhf_sft.py")
 SPEC = sft.task_spec()
 
