@@ -13,6 +13,7 @@ import atexit  # noqa: E402
 import importlib.util
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,12 @@ def run_script(script: str, args: list, cwd: Path, extra_env: dict | None = None
            "SDL_VIDEODRIVER": "dummy", **(extra_env or {})}
     return subprocess.run([sys.executable, str(ALGORITHMS / script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def sigint_as_in_a_terminal() -> None:
+    """preexec_fn for a subprocess that must meet Ctrl-C as a user's does: pytest-xdist's workers ignore
+    SIGINT, a child inherits that, and a Python started with SIGINT ignored never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_ok(script: str, args: list, cwd: Path, **kwargs) -> Path:

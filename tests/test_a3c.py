@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch.distributions import Categorical
 
-from conftest import ALGORITHMS, TimedEnv, load_module, read_summary, run_in_process, run_ok
+from conftest import ALGORITHMS, TimedEnv, load_module, read_summary, run_in_process, run_ok, sigint_as_in_a_terminal
 
 a3c = load_module("a3c.py")
 TINY = ["--total-timesteps", "1000", "--num-workers", "2", "--eval-episodes", "1"]
@@ -181,7 +181,8 @@ def test_a_nan_loss_stops_the_run_with_a_message(in_tmp, monkeypatch, capsys):
 def test_ctrl_c_stops_the_workers_and_still_evaluates_and_saves(tmp_path):
     process = subprocess.Popen([sys.executable, str(ALGORITHMS / "a3c.py"), "--total-timesteps", "100000000",
                                 "--num-workers", "2", "--eval-episodes", "1", "--save-model"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_as_in_a_terminal)
     deadline = time.time() + 120
     while time.time() < deadline and not any(len(path.read_text().splitlines()) > 5
                                              for path in tmp_path.glob("runs/*/episodes.csv")):

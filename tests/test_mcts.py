@@ -13,7 +13,7 @@ import time
 import pyspiel
 import pytest
 
-from conftest import ALGORITHMS, load_module, read_summary, run_in_process, run_ok
+from conftest import ALGORITHMS, load_module, read_summary, run_in_process, run_ok, sigint_as_in_a_terminal
 
 mcts = load_module("mcts.py")
 TIC_TAC_TOE = pyspiel.load_game("tic_tac_toe")
@@ -156,7 +156,7 @@ def test_match_against_openspiel_writes_games_and_summary(tmp_path):
 def play_in_terminal(tmp_path, flags: list, typed: str, interrupt: bool = False):
     process = subprocess.Popen([sys.executable, str(ALGORITHMS / "mcts.py"), "--num-simulations", "200", *flags],
                                cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=sigint_as_in_a_terminal)
     if interrupt:
         process.stdin.write(typed)
         process.stdin.flush()
