@@ -181,6 +181,11 @@ def sample(model: GRULanguageModel, spec: dict, prompts: list, generator: torch.
     return words
 
 
+def implicit_reward_accuracy(policy_chosen, policy_rejected, reference_chosen, reference_rejected) -> float:
+    """How often the implicit reward beta log pi/pi_ref ranks a pair as its label does."""
+    return ((policy_chosen - reference_chosen) > (policy_rejected - reference_rejected)).float().mean().item()
+
+
 def load_checkpoint(path: str, flag: str, made_by: str, device: torch.device) -> dict:
     """A language-model checkpoint (rlhf_sft.py's reference.pt or this script's policy.pt): weights, task spec
     and sizes; one line and exit 2 if the file is missing or not one."""
@@ -299,8 +304,7 @@ def train(args: Args) -> dict:
             if step % LOG_EVERY_STEPS == 0 or step == args.train_steps:
                 if not torch.isfinite(loss):
                     fail(f"the DPO loss became {loss.item()} at step {step}")
-                # the implicit reward beta log pi/pi_ref ranks the pair as the label does
-                accuracy = ((policy_chosen - reference_chosen) > (policy_rejected - reference_rejected)).float().mean().item()
+                accuracy = implicit_reward_accuracy(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
                 train_log.writerow([step, f"{loss.item():.6f}", f"{accuracy:.4f}", f"{time.time() - start_time:.3f}"])
                 figure_log.log({"losses/dpo_loss": loss.item(), "charts/implicit_reward_accuracy": accuracy,
                                 "charts/steps_per_second": step / (time.time() - start_time)}, step=step)
@@ -323,7 +327,7 @@ def train(args: Args) -> dict:
               - sequence_logprobs(reference, spec, prompts, policy_samples, device)).mean().item()
         policy_chosen, policy_rejected = logprobs(policy, test_pairs)
         reference_chosen, reference_rejected = logprobs(reference, test_pairs)
-        heldout_accuracy = ((policy_chosen - reference_chosen) > (policy_rejected - reference_rejected)).float().mean().item()
+        heldout_accuracy = implicit_reward_accuracy(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
     policy_rewards = np.array([true_reward(spec, prompt, y) for prompt, y in zip(prompts, policy_samples)])
     reference_rewards = np.array([true_reward(spec, prompt, y) for prompt, y in zip(prompts, reference_samples)])
     win_rate = float(np.mean((policy_rewards > reference_rewards) + 0.5 * (policy_rewards == reference_rewards)))
