@@ -38,7 +38,6 @@ optimizer, value statistics, every random state, and each env's episode in progr
 actions, replayed on resume), --resume PATH goes on bitwise on CPU.
 """
 
-import copy
 import csv
 import difflib
 import glob

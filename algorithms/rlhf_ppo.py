@@ -189,12 +189,11 @@ def sample_completions(policy: PolicyWithValue, spec: dict, prompts: list, gener
 
 
 def completion_logprobs(model: PolicyWithValue, sequences: torch.Tensor, prompt_tokens: int) -> tuple:
-    """log pi(a_t|s_t) of every completion token, the full log-distributions, and V(s_t), teacher-forced:
-    (batch, max_completion) each (the distributions with a vocab axis)."""
+    """log pi(a_t|s_t) of every completion token and V(s_t), teacher-forced: (batch, max_completion) each."""
     logits, values, _ = model(sequences[:, :-1])
     log_distributions = logits[:, prompt_tokens - 1:].log_softmax(-1)  # the positions that predict completion tokens
     taken = log_distributions.gather(-1, sequences[:, prompt_tokens:].unsqueeze(-1)).squeeze(-1)
-    return taken, log_distributions, values[:, prompt_tokens - 1:]
+    return taken, values[:, prompt_tokens - 1:]
 
 
 def kl_penalised_rewards(logprobs, reference_logprobs, scores, mask, kl_coef: float) -> torch.Tensor:
@@ -333,8 +332,8 @@ def train(args: Args) -> dict:
             # ---- rollout: completions of fresh prompts, and everything the update needs about them
             sequences, mask = sample_completions(policy, spec, new_prompts(args.rollout_size, rng), generator)
             with torch.no_grad():
-                logprobs, _, values = completion_logprobs(policy, sequences, prompt_tokens)  # (rollout, max_completion)
-                reference_logprobs, _, _ = completion_logprobs(reference, sequences, prompt_tokens)
+                logprobs, values = completion_logprobs(policy, sequences, prompt_tokens)  # (rollout, max_completion)
+                reference_logprobs, _ = completion_logprobs(reference, sequences, prompt_tokens)
                 last = prompt_tokens + mask.sum(1).long() - 1  # the sequence index of each completion's last token
                 scores = (reward_model(sequences, last) - score_mean) / (score_std + 1e-8)
                 rewards = kl_penalised_rewards(logprobs, reference_logprobs, scores, mask, kl_coef)
@@ -350,7 +349,7 @@ def train(args: Args) -> dict:
                 for start in range(0, args.rollout_size - minibatch_size + 1, minibatch_size):
                     mb_inds = order[start:start + minibatch_size]
                     mb_mask = mask[mb_inds]
-                    newlogprobs, log_distributions, newvalues = completion_logprobs(policy, sequences[mb_inds], prompt_tokens)
+                    newlogprobs, newvalues = completion_logprobs(policy, sequences[mb_inds], prompt_tokens)
                     ratio = (newlogprobs - logprobs[mb_inds]).exp()
                     mb_advantages = advantages[mb_inds]
                     counted = mb_mask.bool()
