@@ -20,6 +20,12 @@ which a person can read:
              + TOPIC_BONUS if y mentions a topic of the prompt x
              - LENGTH_COST * |words in y - TARGET_LENGTH|
              - UNFINISHED_COST if y has no "<eos>" within MAX_COMPLETION tokens.
+A second task, `--task bandit`, is the one where RLHF's answer is known in closed form: one prompt
+("pick"), completions of a single token (one of BANDIT_ARMS, no "<eos>"), r*(y) the arm's number in
+BANDIT_ARMS, and demonstrations drawn with BANDIT_DEMO_PROBABILITIES (which favour the worse arms, so the
+reference has somewhere to move). The KL-regularised objective max E[r] - beta KL(pi || pi_ref) is then
+maximised by pi*(y) proportional to pi_ref(y) exp(r(y) / beta) (Eq. 4 of Rafailov et al. 2023), which
+benchmarks/rlhf/bandit.py checks PPO and DPO against. The same spec keys describe both tasks.
 Preferences are labelled the way people label, noisily: for two samples y1, y2 of the reference policy,
 P(y1 preferred) = sigmoid((r*(x, y1) - r*(x, y2)) / label_temperature) (Bradley & Terry 1952).
 
@@ -32,6 +38,7 @@ which the next stages start from; train_log.csv holds the loss every LOG_EVERY_S
     python algorithms/rlhf_sft.py --save-model                        # 3,000 steps, 12,000 preference pairs
     python algorithms/rlhf_sft.py --save-model --num-pairs 500 --label-temperature 0.5
     python algorithms/rlhf_sft.py --model-path runs/.../reference.pt --train-steps 0   # evaluate, relabel
+    python algorithms/rlhf_sft.py --task bandit --save-model --train-steps 500      # the exact-optimum check's reference
 """
 
 import csv
@@ -43,7 +50,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -63,6 +70,8 @@ TARGET_LENGTH = 5  # the completion length (in words) people like best
 TOPIC_BONUS = 1.0
 LENGTH_COST = 0.5
 UNFINISHED_COST = 2.0
+BANDIT_ARMS = {"awful": -1.0, "bad": -0.5, "fine": 0.0, "good": 0.5, "great": 1.0, "superb": 1.5}  # r*(y)
+BANDIT_DEMO_PROBABILITIES = [0.25, 0.2, 0.2, 0.15, 0.1, 0.1]  # the demonstrators' choice of each arm
 DEMO_TOPIC_PROBABILITY = 0.7  # the demonstration grammar's chance of starting with a prompt topic
 EVAL_SAMPLES = 2_000  # samples for the reference policy's mean hidden reward
 EVAL_SEED_OFFSET = 100_000  # evaluation and labelling draw from generators seeded apart from training
@@ -78,6 +87,8 @@ class Args:
     """the name of this experiment (part of the run directory name)"""
     seed: int = 1
     """seed of random, numpy and torch"""
+    task: Literal["language", "bandit"] = "language"
+    """the synthetic language, or the one-prompt, one-token bandit whose optimum is known (see the docstring)"""
     torch_deterministic: bool = True
     """make cuDNN deterministic (CPU runs are deterministic at a fixed thread count anyway)"""
     cuda: bool = True
@@ -119,9 +130,13 @@ def fail(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------- Task
-def task_spec() -> dict:
-    """The language and the hidden reward as data: later stages read it from the artifacts."""
-    return {"vocab": SPECIAL + TOPICS + POSITIVE + NEGATIVE + FILLERS, "topics": TOPICS,
+def task_spec(task: str) -> dict:
+    """The task and its hidden reward as data: later stages read it from the artifacts."""
+    if task == "bandit":  # one prompt, one token: r*(y) is the arm's number; no topic, length or "<eos>" terms
+        return {"task": "bandit", "vocab": SPECIAL + ["pick"] + list(BANDIT_ARMS), "topics": ["pick"],
+                "lexicon": dict(BANDIT_ARMS), "prompt_length": 1, "max_completion": 1, "target_length": 1,
+                "topic_bonus": 0.0, "length_cost": 0.0, "unfinished_cost": 0.0}
+    return {"task": "language", "vocab": SPECIAL + TOPICS + POSITIVE + NEGATIVE + FILLERS, "topics": TOPICS,
             "lexicon": {**{word: 1.0 for word in POSITIVE}, **{word: -1.0 for word in NEGATIVE}},
             "prompt_length": PROMPT_LENGTH, "max_completion": MAX_COMPLETION, "target_length": TARGET_LENGTH,
             "topic_bonus": TOPIC_BONUS, "length_cost": LENGTH_COST, "unfinished_cost": UNFINISHED_COST}
@@ -138,12 +153,15 @@ def true_reward(spec: dict, prompt: list, completion: list) -> float:
     return tone + on_topic + length - (0.0 if finished else spec["unfinished_cost"])
 
 
-def sample_prompt(rng: np.random.Generator) -> list:
-    return list(rng.choice(TOPICS, size=PROMPT_LENGTH, replace=False))
+def sample_prompt(spec: dict, rng: np.random.Generator) -> list:
+    return list(rng.choice(spec["topics"], size=spec["prompt_length"], replace=False))
 
 
-def demonstration(prompt: list, rng: np.random.Generator) -> list:
-    """One completion of the demonstration grammar (see the docstring), "<eos>" included."""
+def demonstration(spec: dict, prompt: list, rng: np.random.Generator) -> list:
+    """One completion of the demonstration grammar (see the docstring), "<eos>" included; for the bandit,
+    one arm drawn with BANDIT_DEMO_PROBABILITIES."""
+    if spec["task"] == "bandit":
+        return [str(rng.choice(list(BANDIT_ARMS), p=BANDIT_DEMO_PROBABILITIES))]
     length = int(rng.integers(2, MAX_COMPLETION))  # words, in [2, MAX_COMPLETION - 1]
     words = [str(rng.choice(prompt))] if rng.random() < DEMO_TOPIC_PROBABILITY else []
     words += list(rng.choice(POSITIVE + NEGATIVE + FILLERS, size=length - len(words)))
@@ -175,7 +193,7 @@ class GRULanguageModel(nn.Module):
 def sample(model: GRULanguageModel, spec: dict, prompts: list, generator: torch.Generator,
            temperature: float = 1.0) -> list:
     """Completions (lists of words, "<eos>" included when reached) of every prompt at once, each token drawn
-    from softmax(logits / temperature) until "<eos>" or MAX_COMPLETION tokens."""
+    from softmax(logits / temperature) until "<eos>" or the spec's max_completion tokens."""
     device = next(model.parameters()).device
     tokens = torch.tensor([encode(spec, prompt, []) for prompt in prompts], device=device)  # (batch, prompt tokens)
     logits, state = model(tokens)
@@ -219,7 +237,7 @@ def label_pairs(model: GRULanguageModel, spec: dict, num_pairs: int, label_tempe
     are drawn again (they carry no preference)."""
     rows = []
     while len(rows) < num_pairs:
-        prompts = [sample_prompt(rng) for _ in range(num_pairs - len(rows))]
+        prompts = [sample_prompt(spec, rng) for _ in range(num_pairs - len(rows))]
         first, second = sample(model, spec, prompts, generator), sample(model, spec, prompts, generator)
         for prompt, y1, y2 in zip(prompts, first, second):
             if y1 != y2:
@@ -293,7 +311,7 @@ def train(args: Args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     rng = np.random.default_rng(args.seed)  # prompts, demonstrations and labels
     generator = torch.Generator().manual_seed(args.seed)  # the model's samples
-    spec = task_spec()
+    spec = task_spec(args.task)
     model = GRULanguageModel(len(spec["vocab"]), args.embedding_size, args.hidden_size).to(device)
     if args.model_path is not None:
         try:
@@ -316,11 +334,11 @@ def train(args: Args) -> dict:
     train_log.writerow(["step", "sft_loss", "wall_time"])
 
     # ---- demonstrations: (prompt, completion) from the grammar, tokenised; 10% held out
-    prompt_tokens = 1 + PROMPT_LENGTH + 1  # <bos> prompt <sep>
+    prompt_tokens = 1 + spec["prompt_length"] + 1  # <bos> prompt <sep>
     demos = []
     for _ in range(args.num_demonstrations):
-        prompt = sample_prompt(rng)
-        demos.append(encode(spec, prompt, demonstration(prompt, rng)))
+        prompt = sample_prompt(spec, rng)
+        demos.append(encode(spec, prompt, demonstration(spec, prompt, rng)))
     held_out = max(1, args.num_demonstrations // 10)
     train_demos, test_batch = demos[held_out:], pad(demos[:held_out], prompt_tokens)
 
@@ -355,10 +373,10 @@ def train(args: Args) -> dict:
     generator = torch.Generator().manual_seed(args.seed + EVAL_SEED_OFFSET)
     with torch.no_grad():
         test_loss = completion_loss(model, test_batch[0].to(device), test_batch[1].to(device)).item()
-    eval_prompts = [sample_prompt(rng) for _ in range(EVAL_SAMPLES)]
+    eval_prompts = [sample_prompt(spec, rng) for _ in range(EVAL_SAMPLES)]
     rewards = [true_reward(spec, prompt, completion)
                for prompt, completion in zip(eval_prompts, sample(model, spec, eval_prompts, generator))]
-    demo_rewards = [true_reward(spec, prompt, demonstration(prompt, rng)) for prompt in eval_prompts]
+    demo_rewards = [true_reward(spec, prompt, demonstration(spec, prompt, rng)) for prompt in eval_prompts]
     if args.save_model:
         torch.save({"model": model.state_dict(), "spec": spec, "args": vars(args),
                     "sizes": {"embedding_size": args.embedding_size, "hidden_size": args.hidden_size}},
