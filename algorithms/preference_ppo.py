@@ -6,9 +6,9 @@ a synthetic "person", the oracle, says which segment of a pair it prefers by the
 env's reward, which only the oracle and the logs ever read). The reward model is fitted by the
 Bradley-Terry model over segment sums, P(segment 1 preferred) = exp(sum r_hat(1)) / (exp(sum r_hat(1)) +
 exp(sum r_hat(2))) (Eq. 1 of the paper), and PPO maximises r_hat, normalised to mean 0 and std 1 over
-the steps of the labelled segments (the paper normalises it too). The loop, each iteration: collect a rollout with the
-policy; cut it into segments; ask the oracle about new pairs of them, as many as the labelling schedule
-allows (initial_comparisons from the first rollout, of the untrained policy, then fewer and fewer as
+the steps of the labelled segments (the paper normalises it too). The loop, each iteration: collect a
+rollout with the policy; cut it into segments; ask the oracle about new pairs of them, as many as the
+labelling schedule allows (initial_comparisons from the first rollout, of the untrained policy, then fewer and fewer as
 training goes on, num_comparisons in all); refit the reward model on every comparison so far; relabel
 the rollout's rewards with it; one PPO update. Paper: https://arxiv.org/abs/1706.03741.
 
@@ -356,15 +356,23 @@ def oracle_preferences(first_returns: torch.Tensor, second_returns: torch.Tensor
     return (torch.rand_like(difference) < torch.sigmoid(difference / temperature)).float()
 
 
-def preference_loss(reward_model: RewardModel, segments: torch.Tensor, preferences: torch.Tensor) -> tuple:
-    """The Bradley-Terry cross-entropy over segment sums (Eq. 1 of Christiano et al. 2017):
-    P(first preferred) = sigmoid(sum r_hat(first) - sum r_hat(second)). segments (batch, 2, segment_length,
-    width), preferences (batch,). Returns the loss and how often the model ranks a strict pair as labelled."""
+def preference_margins(reward_model: RewardModel, segments: torch.Tensor) -> torch.Tensor:
+    """sum r_hat(first) - sum r_hat(second) of each pair: segments (batch, 2, segment_length, width) -> (batch,)."""
     sums = reward_model(segments).sum(-1)  # (batch, 2)
-    margin = sums[:, 0] - sums[:, 1]
-    strict = preferences != 0.5
-    accuracy = ((margin > 0).float() == preferences)[strict].float().mean() if strict.any() else torch.tensor(1.0)
-    return F.binary_cross_entropy_with_logits(margin, preferences), accuracy
+    return sums[:, 0] - sums[:, 1]
+
+
+def preference_loss(reward_model: RewardModel, segments: torch.Tensor, preferences: torch.Tensor) -> torch.Tensor:
+    """The Bradley-Terry cross-entropy over segment sums (Eq. 1 of Christiano et al. 2017):
+    P(first preferred) = sigmoid(sum r_hat(first) - sum r_hat(second)); preferences (batch,)."""
+    return F.binary_cross_entropy_with_logits(preference_margins(reward_model, segments), preferences)
+
+
+@torch.no_grad()
+def preference_accuracy(reward_model: RewardModel, segments: torch.Tensor, preferences: torch.Tensor) -> float:
+    """How often the model ranks a pair as the oracle did (ties left out; 1.0 when there is no strict pair)."""
+    margin, strict = preference_margins(reward_model, segments), preferences != 0.5
+    return ((margin > 0).float() == preferences)[strict].float().mean().item() if strict.any() else 1.0
 
 
 # ---------------------------------------------------------------------------------------- Math
@@ -741,12 +749,12 @@ def train(args: Args) -> dict:
             # ---- refit the reward model on every comparison so far, then relabel the rollout with it
             for _ in range(args.reward_model_updates):
                 picks = torch.randint(comparisons.size, (args.reward_model_batch_size,), device=device)
-                rm_loss, rm_accuracy = preference_loss(reward_model, comparisons.segments[picks], comparisons.preferences[picks])
-                if not torch.isfinite(rm_loss):
-                    fail(f"the reward model's loss became {rm_loss.item()} at step {global_step}")
+                rm_loss = preference_loss(reward_model, comparisons.segments[picks], comparisons.preferences[picks])
                 reward_optimizer.zero_grad()
                 rm_loss.backward()
                 reward_optimizer.step()
+            if not torch.isfinite(rm_loss):  # once per iteration, not a host sync per step: a NaN stays NaN
+                fail(f"the reward model's loss became {rm_loss.item()} at step {global_step}")
             with torch.no_grad():
                 predicted = reward_model(obs_and_env_actions)  # (num_steps, num_envs)
                 # Normalised by r_hat's mean and std over every step of the labelled segments: a sample that
@@ -804,7 +812,8 @@ def train(args: Args) -> dict:
                                 "losses/explained_variance": explained_var.item(),
                                 "charts/action_std": agent.actor_logstd.exp().mean().item(), "charts/SPS": sps,
                                 "charts/comparisons": comparisons.size, "losses/preference_loss": rm_loss.item(),
-                                "charts/reward_model_accuracy": rm_accuracy.item(),
+                                "charts/reward_model_accuracy": preference_accuracy(
+                                    reward_model, comparisons.segments[picks], comparisons.preferences[picks]),
                                 # how well r_hat tracks the reward it never saw, step by step (a diagnostic only)
                                 "charts/reward_correlation": torch.corrcoef(torch.stack(
                                     [predicted.flatten(), true_rewards.flatten()]))[0, 1].item()},
