@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def test_quick_suite_covers_every_script():
 
 
 def test_full_suite_is_valid_and_covers_every_script():
-    _, jobs, notes, appendix = runner.load_suite(str(ROOT / "benchmarks" / "suites" / "full.toml"))
+    _, jobs, notes, appendix, _ = runner.load_suite(str(ROOT / "benchmarks" / "suites" / "full.toml"))
     assert {job.script for job in jobs} == ENV_SCRIPTS
     assert set(notes) <= {job.env_id for job in jobs}
     fragments = [ROOT / fragment for section in appendix for fragment in section["fragments"]]
@@ -64,7 +65,7 @@ def test_quick_suite_end_to_end_then_skips_what_exists(tmp_path):
     suite = ROOT / "benchmarks" / "suites" / "quick.toml"
     result = run_runner(suite, tmp_path, "--workers", "2")
     assert result.returncode == 0, result.stdout + result.stderr
-    _, jobs, _, _ = runner.load_suite(str(suite))
+    _, jobs, *_ = runner.load_suite(str(suite))
     rows = read_rows(tmp_path / "results" / "quick.csv")
     assert {(row["job"], row["seed"]) for row in rows} == {(job.name, str(seed)) for job in jobs for seed in job.seeds}
     for row in rows:
@@ -176,3 +177,211 @@ args = ["--learning-starts", "300", "--batch-size", "32", "--hidden-sizes", "32"
         return episodes, json.loads((run_dir / "summary.json").read_text())["eval_returns"]
 
     assert outcome(stopped / "logs") == outcome(tmp_path / "whole" / "logs")
+
+
+# ---------------------------------------------------------------------------------------- --backend ray
+# Each test starts its own Ray (2 CPUs, no dashboard, a small object store); they share one pytest-xdist
+# worker, one at a time, so that two Rays do not crowd a 2-core machine.
+RAY = ["--backend", "ray", "--ray-cpus", "2"]
+on_ray = pytest.mark.xdist_group("ray")
+COMPARED_COLUMNS = ["job", "script", "env_id", "variant", "seed", "total_timesteps", "global_step", "eval_return_mean",
+                    "eval_episodes", "last100_return", "reach_step", "command"]  # the rest: speeds, dates, machine
+
+
+@on_ray
+def test_the_quick_suite_on_ray_gives_the_local_backends_results(tmp_path):
+    """Ray gives each task one CPU and OMP_NUM_THREADS=1: the local backend run with one thread gives the
+    same figures, bitwise, for every script but Hogwild's (a3c.py declares DETERMINISTIC = False)."""
+    suite = ROOT / "benchmarks" / "suites" / "quick.toml"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    local = subprocess.run(runner_command(suite, tmp_path / "local", "--workers", "2"), cwd=ROOT, env=environment,
+                           capture_output=True, text=True, timeout=600)
+    on_ray = subprocess.run(runner_command(suite, tmp_path / "ray", *RAY), cwd=ROOT, env=environment,
+                            capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert on_ray.returncode == 0 and "Started a local Ray instance" in on_ray.stderr, on_ray.stdout + on_ray.stderr
+    local_rows, ray_rows = (read_rows(tmp_path / name / "results" / "quick.csv") for name in ("local", "ray"))
+    racing = {script for script in ENV_SCRIPTS if not getattr(load_module(script), "DETERMINISTIC", True)}
+
+    def figures(rows):
+        return {row["job"]: [row[column] for column in COMPARED_COLUMNS] for row in rows if row["script"] not in racing}
+
+    assert len(ray_rows) == len(local_rows) == 24 and figures(ray_rows) == figures(local_rows)
+    # the raw runs came back from the Ray tasks to the driver's logs folder, as the local backend leaves them
+    def files(backend, job):
+        folder = tmp_path / backend / "logs" / "quick" / job / "seed1"
+        return sorted(path.name for path in folder.rglob("*") if path.is_file())
+
+    for row in ray_rows:
+        assert "summary.json" in files("ray", row["job"]) and files("ray", row["job"]) == files("local", row["job"])
+    assert (tmp_path / "ray" / "benchmarks.md").read_text().count("| ") > 100
+
+
+def script_processes(marker: str) -> dict:
+    """{pid: parent pid} of the running processes whose command line contains marker."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if entry.name.isdigit() and marker in command and "pytest" not in command:
+                found[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # it ended while we looked
+    return found
+
+
+@on_ray
+def test_on_ray_a_job_whose_worker_dies_is_rerun_and_a_failing_job_is_reported_once(tmp_path):
+    suite = tmp_path / "faults.toml"
+    suite.write_text("""
+seeds = [7317]
+[[job]]
+script = "q_learning.py"
+env_id = "Taxi-v4"
+variant = "worker killed"
+total_timesteps = 400_000
+[[job]]
+script = "q_learning.py"
+env_id = "FrozenLake-v1"
+variant = "bad argument"
+total_timesteps = 1000
+args = ["--learning-rate", "-1"]
+""")
+    marker = "Taxi-v4 --total-timesteps 400000 --seed 7317"
+    process = subprocess.Popen(runner_command(suite, tmp_path, *RAY, "--max-retries", "1"), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not script_processes(marker) and time.time() < deadline:
+        time.sleep(0.05)
+    (first_script, worker), = script_processes(marker).items()
+    os.kill(worker, signal.SIGKILL)  # the Ray worker running the task dies: the node is lost to this job
+    while first_script in script_processes(marker) and time.time() < deadline:
+        time.sleep(0.05)
+    assert first_script not in script_processes(marker), "the script outlived its Ray worker"
+    retried = set()
+    while process.poll() is None and time.time() < deadline + 120:
+        retried |= set(script_processes(marker)) - {first_script}
+        time.sleep(0.05)
+    output = process.communicate()[0]
+    assert retried, "the job was not rerun after its worker died\n" + output
+    assert process.returncode == 1, output  # the bad argument
+    assert output.count("exit status 2") == 2  # its progress line and the final list of failures, once each
+    assert len(re.findall(r"^failed: ", output, flags=re.M)) == 1
+    rows = read_rows(tmp_path / "results" / "faults.csv")
+    assert [(row["env_id"], row["seed"]) for row in rows] == [("Taxi-v4", "7317")]
+    episodes = (next((tmp_path / "logs" / "faults").glob("*Taxi*/seed7317/runs/*")) / "episodes.csv").read_text()
+    assert episodes.count("\n") > 100  # the rerun's whole run, not the killed attempt's part
+
+
+@on_ray
+def test_the_runner_joins_a_ray_cluster_started_as_the_readme_says(tmp_path):
+    """A token, `ray start --head` with token authentication on, then the runner with --address and
+    RAY_AUTH_MODE=token: the README's recipe, on one machine (the token under a $HOME of the test's own)."""
+    ray = str(Path(sys.executable).parent / "ray")
+    environment = {**os.environ, "HOME": str(tmp_path / "home"), "RAY_task_oom_retries": "2", "RAY_AUTH_MODE": "token"}
+    token = subprocess.run([ray, "get-auth-token", "--generate"], env=environment, capture_output=True, timeout=60)
+    assert token.returncode == 0 and (tmp_path / "home" / ".ray" / "auth_token").exists()
+    # --block: the head stays in the foreground, and stopping it (its process group) stops its processes
+    # only; `ray stop` would stop every Ray on the machine, another test's included.
+    head = subprocess.Popen([ray, "start", "--head", "--block", "--port", "0", "--num-cpus", "2",
+                             "--include-dashboard", "false", "--object-store-memory", str(100 * 2**20),
+                             "--disable-usage-stats"], env=environment, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        address, printed = None, []
+        deadline = time.time() + 120
+        while address is None and time.time() < deadline and head.poll() is None:
+            printed.append(head.stdout.readline())
+            found = re.search(r"ray start --address='([^']+)'", printed[-1])
+            address = found and found.group(1)
+        assert address, "".join(printed)
+        suite = tmp_path / "two.toml"
+        suite.write_text('seeds = [1, 2]\n[[job]]\nscript = "q_learning.py"\nenv_id = "FrozenLake-v1"\n'
+                         'total_timesteps = 2000\n')
+        result = subprocess.run(runner_command(suite, tmp_path, "--backend", "ray", "--address", address), cwd=ROOT,
+                                env=environment, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Started a local Ray instance" not in result.stderr  # it joined the cluster
+        assert sorted(row["seed"] for row in read_rows(tmp_path / "results" / "two.csv")) == ["1", "2"]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+
+
+# ---------------------------------------------------------------------------------------- statistics
+def test_mean_std_is_the_sample_std_with_the_spread():
+    assert runner.mean_std(["1", "2", "3"], spread=True) == "2.00 ± 1.00 [1.00, 3.00]"  # n − 1: std 1, not 0.82
+    assert runner.mean_std([5.0]) == "5.00" and runner.mean_std([5.0], spread=True) == "5.00"  # no std of one value
+    assert runner.mean_std(["", 0.5, 0.7], spread=True) == "0.600 ± 0.141 [0.500, 0.700]"
+    assert runner.mean_std([]) == "—"
+
+
+def test_interquartile_mean_by_hand_and_as_scipy_trims():
+    from scipy import stats
+
+    assert runner.interquartile_mean(np.arange(1, 9)) == 4.5  # 8 runs: 2 cut from each end, mean of 3, 4, 5, 6
+    assert runner.interquartile_mean(np.array([-100.0, 0.0, 1.0, 2.0, 1e6])) == 1.0  # 5 runs: 1 cut from each end
+    rng = np.random.default_rng(0)
+    for size in range(1, 25):
+        scores = rng.normal(size=size)
+        assert np.isclose(runner.interquartile_mean(scores), stats.trim_mean(scores, 0.25))
+
+
+def test_normalised_score_and_performance_profile_by_hand():
+    assert np.allclose(runner.normalised_score([25.0, 475.0, 250.0], 25.0, 475.0), [0.0, 1.0, 0.5])
+    assert np.allclose(runner.normalised_score([-500.0, -100.0], -500.0, -100.0), [0.0, 1.0])
+    profile = runner.performance_profile(np.array([0.2, 0.5, 1.0]), np.array([0.0, 0.2, 0.5, 1.0]))
+    assert np.allclose(profile, [1.0, 2 / 3, 1 / 3, 0.0])  # strictly above τ
+
+
+def test_stratified_bootstrap_resamples_seeds_within_each_environment():
+    # Two environments whose runs are all 0 and all 1: any resample that keeps 3 runs of each has mean 0.5,
+    # while one that mixed the strata would not.
+    low, high = runner.stratified_bootstrap([np.zeros(3), np.ones(3)], np.mean)
+    assert low == high == 0.5
+    # One environment: the interval of the mean of [0, 1, 2] lies within the data and holds the mean
+    low, high = runner.stratified_bootstrap([np.array([0.0, 1.0, 2.0])], np.mean)
+    assert 0.0 <= low < 1.0 < high <= 2.0
+    # seeded: a re-render prints the same interval; another seed another one
+    scores = [np.array([0.1, 0.5, 0.9]), np.array([0.3, 0.2, 1.4])]
+    assert runner.stratified_bootstrap(scores, runner.interquartile_mean) == \
+        runner.stratified_bootstrap(scores, runner.interquartile_mean)
+    many = [np.random.default_rng(0).normal(size=30), np.random.default_rng(1).normal(size=30)]
+    assert runner.stratified_bootstrap(many, np.mean, seed=1) != runner.stratified_bootstrap(many, np.mean)
+    # an array statistic (a profile) gives bounds of its shape
+    low, high = runner.stratified_bootstrap(scores, lambda s: runner.performance_profile(s, np.array([0.0, 0.5, 2.0])))
+    assert low.shape == high.shape == (3,) and np.all(low <= high) and high[2] == 0.0
+
+
+def test_a_family_is_rendered_with_its_iqm_and_profile_and_checked_against_the_jobs(tmp_path):
+    suite = tmp_path / "families.toml"
+    body = """
+seeds = [1, 2, 3]
+[[job]]
+script = "q_learning.py"
+env_id = "FrozenLake-v1"
+[[job]]
+script = "q_learning.py"
+env_id = "Taxi-v4"
+[[family]]
+name = "Tabular"
+reference = "a made-up reference"
+[family.envs]
+"FrozenLake-v1" = [0.0, 1.0]
+"Taxi-v4" = [-200.0, 8.0]
+[family.methods]
+"q_learning.py" = ["q_learning__FrozenLake-v1", "q_learning__Taxi-v4"]
+"""
+    suite.write_text(body)
+    name, jobs, notes, appendix, families = runner.load_suite(str(suite))
+    returns = {"q_learning__FrozenLake-v1": [1.0, 0.5, 1.0], "q_learning__Taxi-v4": [8.0, -96.0, 8.0]}
+    rows = [{"job": job, "eval_return_mean": value} for job, values in returns.items() for value in values]
+    args = runner.Args(suite=str(suite), plots_dir=str(tmp_path / "plots"), markdown=str(tmp_path / "b.md"))
+    lines = "\n".join(runner.render_families(args, name, families, rows, tmp_path))
+    # normalised: 1, 0.5, 1 and 1, 0.5, 1: IQM of the 6 = mean of the middle 4 = (0.5 + 1 + 1 + 1) / 4
+    assert "| q_learning.py | 3 + 3 | 0.88 [" in lines and "| 0.83 | 0.83, 0.83 |" in lines
+    assert (tmp_path / "plots" / "families-profile-tabular.png").stat().st_size > 10_000
+    suite.write_text(body.replace('["q_learning__FrozenLake-v1", "q_learning__Taxi-v4"]',
+                                  '["q_learning__Taxi-v4", "q_learning__FrozenLake-v1"]'))
+    with pytest.raises(SystemExit, match="must be jobs of this suite on"):
+        runner.load_suite(str(suite))
