@@ -181,3 +181,21 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, postgres_url):
     assert len({trial.user_attrs["worker"] for trial in finished}) == 2, "one worker ran every trial"
     assert len({tuple(sorted(trial.params.items())) for trial in finished}) == len(finished)  # no trial twice
     assert all(np.isfinite(trial.value) for trial in finished if trial.value is not None)
+
+
+@pytest.mark.xdist_group("ray")  # with the runner's Ray tests: one Ray at a time on the machine
+def test_a_sweep_on_ray_gives_the_local_backends_trials(tmp_path):
+    """The same sampler seed, one trial at a time: the trials' runs as Ray tasks score as the subprocesses do."""
+    path = write_sweep(tmp_path, max_trials=3)
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for backend in ("local", "ray"):
+        extra = ["--backend", "ray", "--ray-cpus", "2"] if backend == "ray" else []
+        result = subprocess.run(sweep_command(path, tmp_path / backend, *extra), cwd=ROOT, env=environment,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+    studies = [optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / backend / "logs" / "tiny.journal"))))
+        for backend in ("local", "ray")]
+    local, on_ray = ([(trial.params, trial.value, trial.user_attrs["scores"]) for trial in study.trials]
+                     for study in studies)
+    assert len(local) == 3 and local == on_ray
