@@ -21,9 +21,15 @@ r* (ties count half), and the KL from the reference (the mean log-ratio over the
         --reward-model-path runs/rlhf__rlhf_reward_model__1__.../reward_model.pt --save-model
     python algorithms/rlhf_ppo.py ... --kl-coef 0.01                  # a weak penalty: over-optimisation
     python algorithms/rlhf_ppo.py ... --adaptive-kl --kl-target 4.0
+
+Resume: `--checkpoint-every N` writes the policy with its value head, its optimizer, the prompt and sample
+generators' states, the KL coefficient and train_log.csv so far every N iterations (under
+runs/{run_name}/checkpoints, or --checkpoint-dir); the same command with `--resume PATH` goes on in the
+same run directory, bitwise on CPU.
 """
 
 import csv
+import glob
 import json
 import os
 import pickle
@@ -99,6 +105,13 @@ class Args:
     """clip the global gradient norm"""
     eval_samples: int = 2_000
     """fresh prompts on which policy and reference are compared"""
+    checkpoint_every: int = 0
+    """write a checkpoint to resume from every this many iterations (0: never); the latest two are kept"""
+    checkpoint_dir: Optional[str] = None
+    """where checkpoints go; None: runs/{run_name}/checkpoints"""
+    resume: Optional[str] = None
+    """a checkpoint to continue, given with the run's own arguments: the run goes on in its run directory"""
+
 
 
 def fail(message: str) -> None:
@@ -228,22 +241,63 @@ def words_of(spec: dict, sequences: torch.Tensor, mask: torch.Tensor, prompt_tok
 
 
 # ---------------------------------------------------------------------------------------- Logging
+# What a resumed run may change: where and how often it checkpoints, logging, the device, saving the model.
+ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
+                            "wandb_entity", "save_model", "cuda"}
+CHECKPOINTS_KEPT = 2  # a checkpoint is small: the latest two, in case the newest is damaged
+
+
+def write_checkpoint(checkpoint: dict, directory: str, step: int) -> str:
+    """Atomically: a temporary file, synced, then renamed over, so a kill mid-write leaves the previous
+    checkpoint whole. Keeps the latest CHECKPOINTS_KEPT."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"checkpoint_{step:012d}.pt")  # zero-padded: names sort by step
+    with open(path + ".tmp", "wb") as file:
+        torch.save(checkpoint, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(path + ".tmp", path)
+    for old in sorted(glob.glob(os.path.join(directory, "checkpoint_*.pt")))[:-CHECKPOINTS_KEPT]:
+        os.remove(old)
+    return path
+
+
+def load_resume(args: Args) -> dict:
+    """The checkpoint to resume, refused in one line when it is unreadable, another script's, or made
+    with other arguments (beyond ARGS_A_RESUME_MAY_CHANGE)."""
+    try:
+        # our own file holds numpy and python random states besides tensors: not weights only
+        checkpoint = torch.load(args.resume, map_location="cpu", weights_only=False)
+        saved_args, script = checkpoint["args"], checkpoint["script"]
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        fail(f"--resume {args.resume} is not a readable checkpoint (corrupt or truncated?): {str(error).splitlines()[0]}")
+    if script != "rlhf_ppo.py":
+        fail(f"--resume {args.resume} is a checkpoint of {script}, not of rlhf_ppo.py")
+    changed = [f"--{name.replace('_', '-')} {saved_args.get(name)} (now {value})" for name, value in vars(args).items()
+               if name not in ARGS_A_RESUME_MAY_CHANGE and saved_args.get(name) != value]
+    if changed:
+        fail(f"--resume needs the run's own arguments; the checkpoint was made with {', '.join(changed)}")
+    return checkpoint
+
+
 class FigureLog:
     """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
     are imported only when asked for (they are slow to import and optional)."""
 
-    def __init__(self, args: Args, run_name: str, run_dir: str):
+    def __init__(self, args: Args, run_name: str, run_dir: str, resumed: Optional[dict] = None):
         self.wandb = self.writer = None
         if args.track:
             import wandb
 
+            # a resumed run continues its W&B run
             wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args),
-                       dir=run_dir)
+                       dir=run_dir, id=resumed and resumed["wandb_run_id"], resume="allow" if resumed else None)
             self.wandb = wandb
         if args.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(run_dir)
+            # a resumed run drops what was logged after its checkpoint
+            self.writer = SummaryWriter(run_dir, purge_step=resumed and resumed["step"])
 
     def log(self, figures: dict, step: int) -> None:
         if self.wandb is not None:
@@ -276,6 +330,10 @@ def check_args(args: Args) -> None:
              f"{args.kl_coef}, {args.kl_target}, {args.learning_rate}, {args.gae_lambda}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
+    if args.checkpoint_every < 0:
+        fail(f"--checkpoint-every must be >= 0 (0: no checkpoints); got {args.checkpoint_every}")
+    if args.resume is not None and (not os.path.isfile(args.resume) or args.model_path is not None):
+        fail(f"--resume {args.resume} must be a checkpoint file, and not combined with --model-path")
 
 
 def train(args: Args) -> dict:
@@ -285,6 +343,7 @@ def train(args: Args) -> dict:
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    resumed = load_resume(args) if args.resume is not None else None
     saved = load_checkpoint(args.model_path, "--model-path", "a policy (rlhf_ppo.py --save-model)", device) \
         if args.model_path is not None else None
     reference_checkpoint = load_checkpoint(args.reference_path, "--reference-path",
@@ -314,21 +373,34 @@ def train(args: Args) -> dict:
     torch.set_num_threads(1)  # a 64-wide GRU gains nothing from a second thread
 
     run_name = f"rlhf__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join("runs", run_name)
+    run_dir = resumed["run_dir"] if resumed else os.path.join("runs", run_name)  # a resumed run goes on in its own
+    run_name = os.path.basename(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    figure_log = FigureLog(args, run_name, run_dir)
-    log_file = open(os.path.join(run_dir, "train_log.csv"), "w", newline="")
+    checkpoint_dir = args.checkpoint_dir or os.path.join(run_dir, "checkpoints")
+    figure_log = FigureLog(args, run_name, run_dir, resumed=resumed)
+    log_path = os.path.join(run_dir, "train_log.csv")
+    log_file = open(log_path, "w", newline="")
     train_log = csv.writer(log_file)
-    train_log.writerow(["iteration", "reward_model_score", "true_reward", "kl_to_reference", "kl_coef", "wall_time"])
+    kl_coef, first_iteration = args.kl_coef, 1
+    if resumed is None:
+        train_log.writerow(["iteration", "reward_model_score", "true_reward", "kl_to_reference", "kl_coef", "wall_time"])
+    else:  # go on where the checkpoint was written: its log rows (none written after it), weights, random streams
+        log_file.write(resumed["train_log_csv"])
+        policy.load_state_dict(resumed["policy"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        rng.bit_generator.state = resumed["prompt_rng"]
+        generator.set_state(resumed["sample_generator"])
+        torch.set_rng_state(resumed["torch"])  # the minibatch shuffles
+        kl_coef, first_iteration = resumed["kl_coef"], resumed["iteration"] + 1
 
     def new_prompts(count: int, prompt_rng: np.random.Generator) -> list:
         return [list(prompt_rng.choice(spec["topics"], size=spec["prompt_length"], replace=False)) for _ in range(count)]
 
     prompt_tokens = 1 + spec["prompt_length"] + 1  # <bos> prompt <sep>
-    kl_coef, minibatch_size = args.kl_coef, args.rollout_size // args.num_minibatches
+    minibatch_size = args.rollout_size // args.num_minibatches
     start_time, last_print = time.time(), time.time()
     try:
-        for iteration in range(1, args.train_steps + 1):
+        for iteration in range(first_iteration, args.train_steps + 1):
             # ---- rollout: completions of fresh prompts, and everything the update needs about them
             sequences, mask = sample_completions(policy, spec, new_prompts(args.rollout_size, rng), generator)
             with torch.no_grad():
@@ -377,6 +449,17 @@ def train(args: Args) -> dict:
                 "charts/reward_model_score", "charts/true_reward", "charts/kl_to_reference", "charts/kl_coef")),
                 f"{time.time() - start_time:.3f}"])
             figure_log.log(figures, step=iteration)
+            if args.checkpoint_every and iteration % args.checkpoint_every == 0 and iteration < args.train_steps:
+                log_file.flush()
+                with open(log_path) as rows:
+                    train_log_csv = rows.read()
+                write_checkpoint({"script": "rlhf_ppo.py", "args": vars(args), "run_dir": run_dir, "step": iteration,
+                                  "iteration": iteration, "policy": policy.state_dict(),
+                                  "optimizer": optimizer.state_dict(), "prompt_rng": rng.bit_generator.state,
+                                  "sample_generator": generator.get_state(), "torch": torch.get_rng_state(),
+                                  "kl_coef": kl_coef, "train_log_csv": train_log_csv,
+                                  "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb else None},
+                                 checkpoint_dir, iteration)
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 print(f"iteration {iteration:,}/{args.train_steps:,} | reward model {figures['charts/reward_model_score']:.2f} | "

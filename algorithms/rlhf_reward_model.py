@@ -22,9 +22,14 @@ in the same format: words outside the reference's vocabulary are refused). 10% o
     python algorithms/rlhf_reward_model.py --reference-path runs/rlhf__rlhf_sft__1__.../reference.pt \\
         --preferences runs/rlhf__rlhf_sft__1__.../preferences.jsonl --save-model
     python algorithms/rlhf_reward_model.py ... --model-path runs/.../reward_model.pt --train-steps 0   # evaluate
+
+Resume: `--checkpoint-every N` writes the reward model, its optimizer, the batch generator's state, the step and
+train_log.csv so far every N gradient steps (under runs/{run_name}/checkpoints, or --checkpoint-dir); the
+same command with `--resume PATH` goes on in the same run directory, bitwise on CPU.
 """
 
 import csv
+import glob
 import json
 import os
 import pickle
@@ -83,6 +88,13 @@ class Args:
     """Adam step size"""
     heldout_fraction: float = 0.1
     """share of the pairs held out to measure accuracy"""
+    checkpoint_every: int = 0
+    """write a checkpoint to resume from every this many gradient steps (0: never); the latest two are kept"""
+    checkpoint_dir: Optional[str] = None
+    """where checkpoints go; None: runs/{run_name}/checkpoints"""
+    resume: Optional[str] = None
+    """a checkpoint to continue, given with the run's own arguments: the run goes on in its run directory"""
+
 
 
 def fail(message: str) -> None:
@@ -166,22 +178,63 @@ def bayes_accuracy(spec: dict, pairs: list) -> float:
 
 
 # ---------------------------------------------------------------------------------------- Logging
+# What a resumed run may change: where and how often it checkpoints, logging, the device, saving the model.
+ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
+                            "wandb_entity", "save_model", "cuda"}
+CHECKPOINTS_KEPT = 2  # a checkpoint is small: the latest two, in case the newest is damaged
+
+
+def write_checkpoint(checkpoint: dict, directory: str, step: int) -> str:
+    """Atomically: a temporary file, synced, then renamed over, so a kill mid-write leaves the previous
+    checkpoint whole. Keeps the latest CHECKPOINTS_KEPT."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"checkpoint_{step:012d}.pt")  # zero-padded: names sort by step
+    with open(path + ".tmp", "wb") as file:
+        torch.save(checkpoint, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(path + ".tmp", path)
+    for old in sorted(glob.glob(os.path.join(directory, "checkpoint_*.pt")))[:-CHECKPOINTS_KEPT]:
+        os.remove(old)
+    return path
+
+
+def load_resume(args: Args) -> dict:
+    """The checkpoint to resume, refused in one line when it is unreadable, another script's, or made
+    with other arguments (beyond ARGS_A_RESUME_MAY_CHANGE)."""
+    try:
+        # our own file holds numpy and python random states besides tensors: not weights only
+        checkpoint = torch.load(args.resume, map_location="cpu", weights_only=False)
+        saved_args, script = checkpoint["args"], checkpoint["script"]
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        fail(f"--resume {args.resume} is not a readable checkpoint (corrupt or truncated?): {str(error).splitlines()[0]}")
+    if script != "rlhf_reward_model.py":
+        fail(f"--resume {args.resume} is a checkpoint of {script}, not of rlhf_reward_model.py")
+    changed = [f"--{name.replace('_', '-')} {saved_args.get(name)} (now {value})" for name, value in vars(args).items()
+               if name not in ARGS_A_RESUME_MAY_CHANGE and saved_args.get(name) != value]
+    if changed:
+        fail(f"--resume needs the run's own arguments; the checkpoint was made with {', '.join(changed)}")
+    return checkpoint
+
+
 class FigureLog:
     """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
     are imported only when asked for (they are slow to import and optional)."""
 
-    def __init__(self, args: Args, run_name: str, run_dir: str):
+    def __init__(self, args: Args, run_name: str, run_dir: str, resumed: Optional[dict] = None):
         self.wandb = self.writer = None
         if args.track:
             import wandb
 
+            # a resumed run continues its W&B run
             wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args),
-                       dir=run_dir)
+                       dir=run_dir, id=resumed and resumed["wandb_run_id"], resume="allow" if resumed else None)
             self.wandb = wandb
         if args.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(run_dir)
+            # a resumed run drops what was logged after its checkpoint
+            self.writer = SummaryWriter(run_dir, purge_step=resumed and resumed["step"])
 
     def log(self, figures: dict, step: int) -> None:
         if self.wandb is not None:
@@ -208,6 +261,10 @@ def check_args(args: Args) -> None:
         fail(f"--learning-rate must be > 0 and --heldout-fraction in (0, 1); got {args.learning_rate}, {args.heldout_fraction}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
+    if args.checkpoint_every < 0:
+        fail(f"--checkpoint-every must be >= 0 (0: no checkpoints); got {args.checkpoint_every}")
+    if args.resume is not None and (not os.path.isfile(args.resume) or args.model_path is not None):
+        fail(f"--resume {args.resume} must be a checkpoint file, and not combined with --model-path")
 
 
 def load_checkpoint(path: str, flag: str, made_by: str, device: torch.device) -> dict:
@@ -230,6 +287,7 @@ def train(args: Args) -> dict:
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    resumed = load_resume(args) if args.resume is not None else None
     # a saved reward model carries the task spec and sizes; a new one takes them, and its trunk, from the reference
     saved = load_checkpoint(args.model_path, "--model-path", "a reward model (rlhf_reward_model.py --save-model)",
                             device) if args.model_path is not None else None
@@ -256,17 +314,28 @@ def train(args: Args) -> dict:
     torch.set_num_threads(1)  # a 64-wide GRU gains nothing from a second thread
 
     run_name = f"rlhf__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join("runs", run_name)
+    run_dir = resumed["run_dir"] if resumed else os.path.join("runs", run_name)  # a resumed run goes on in its own
+    run_name = os.path.basename(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    figure_log = FigureLog(args, run_name, run_dir)
-    log_file = open(os.path.join(run_dir, "train_log.csv"), "w", newline="")
+    checkpoint_dir = args.checkpoint_dir or os.path.join(run_dir, "checkpoints")
+    figure_log = FigureLog(args, run_name, run_dir, resumed=resumed)
+    log_path = os.path.join(run_dir, "train_log.csv")
+    log_file = open(log_path, "w", newline="")
     train_log = csv.writer(log_file)
-    train_log.writerow(["step", "bt_loss", "batch_accuracy", "wall_time"])
+    first_step = 1
+    if resumed is None:
+        train_log.writerow(["step", "bt_loss", "batch_accuracy", "wall_time"])
+    else:  # go on where the checkpoint was written: its log rows (none written after it), weights, batches
+        log_file.write(resumed["train_log_csv"])
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        rng.bit_generator.state = resumed["batch_rng"]
+        first_step = resumed["step"] + 1
 
     # ---- training: the Bradley-Terry loss on batches of training pairs
     start_time, last_print = time.time(), time.time()
     try:
-        for step in range(1, args.train_steps + 1):
+        for step in range(first_step, args.train_steps + 1):
             batch = [train_pairs[i] for i in rng.integers(len(train_pairs), size=args.batch_size)]
             chosen_scores, rejected_scores = score_pairs(model, spec, batch, device)
             loss = bradley_terry_loss(chosen_scores, rejected_scores)
@@ -279,11 +348,21 @@ def train(args: Args) -> dict:
                 accuracy = (chosen_scores > rejected_scores).float().mean().item()
                 train_log.writerow([step, f"{loss.item():.6f}", f"{accuracy:.4f}", f"{time.time() - start_time:.3f}"])
                 figure_log.log({"losses/bt_loss": loss.item(), "charts/batch_accuracy": accuracy,
-                                "charts/steps_per_second": step / (time.time() - start_time)}, step=step)
+                                "charts/steps_per_second": (step - first_step + 1) / (time.time() - start_time)},
+                               step=step)
+            if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.train_steps:
+                log_file.flush()
+                with open(log_path) as rows:
+                    train_log_csv = rows.read()
+                write_checkpoint({"script": "rlhf_reward_model.py", "args": vars(args), "run_dir": run_dir, "step": step,
+                                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "batch_rng": rng.bit_generator.state, "train_log_csv": train_log_csv,
+                                  "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb else None},
+                                 checkpoint_dir, step)
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 print(f"step {step:,}/{args.train_steps:,} | loss {loss.item():.3f} | "
-                      f"{step / (time.time() - start_time):,.0f} steps/s")
+                      f"{(step - first_step + 1) / (time.time() - start_time):,.0f} steps/s")
     except KeyboardInterrupt:
         print("interrupted: evaluating and saving what was learned")
     log_file.close()

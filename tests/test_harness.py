@@ -404,7 +404,7 @@ def test_a_killed_run_resumed_from_its_checkpoint_ends_as_if_never_stopped(scrip
         tiny_env = gym.make(value_of(flags, "--env-id") or load_module(script).Args().env_id)
         continuous = isinstance(tiny_env.action_space, gym.spaces.Box)
         flags = without(flags, "--env-id") + ["--env-id", "InvertedPendulum-v5" if continuous else "LunarLander-v3"]
-    flags += ["--checkpoint-every", str(int(value_of(flags, "--total-timesteps")) // 2)]
+    flags += ["--checkpoint-every", str(int(value_of(flags, budget_flag(script))) // 2)]  # steps or gradient steps
     (tmp_path / "whole").mkdir()
     whole = run_ok(script, flags, tmp_path / "whole")
 
@@ -422,7 +422,9 @@ def test_a_killed_run_resumed_from_its_checkpoint_ends_as_if_never_stopped(scrip
     resumed = run_ok(script, flags + ["--resume", str(checkpoint)], stopped_dir)
     assert resumed == checkpoint.parent.parent, "the resumed run did not go on in its own run directory"
     assert read_log(resumed) == read_log(whole)
-    assert read_summary(resumed)["eval_returns"] == read_summary(whole)["eval_returns"]
+    # a script without evaluation episodes names the summary's evaluation figures in EVALUATION_FIGURES
+    for figure in getattr(load_module(script), "EVALUATION_FIGURES", ("eval_returns",)):
+        assert read_summary(resumed)[figure] == read_summary(whole)[figure], figure
     whole_tensors, resumed_tensors = saved_tensors(whole), saved_tensors(resumed)
     assert whole_tensors.keys() == resumed_tensors.keys()
     assert all(torch.equal(whole_tensors[name], resumed_tensors[name]) for name in whole_tensors)
@@ -456,7 +458,7 @@ def test_a_bad_resume_exits_2_with_one_line(script, tmp_path, in_tmp, capsys):
     require(script, "resume")
     flags = tiny_args(script) + ["--seed", "1"]
     (tmp_path / "made").mkdir()
-    run_dir = run_ok(script, flags + ["--checkpoint-every", str(int(value_of(flags, "--total-timesteps")) // 2)],
+    run_dir = run_ok(script, flags + ["--checkpoint-every", str(int(value_of(flags, budget_flag(script))) // 2)],
                      tmp_path / "made")
     checkpoint = sorted(run_dir.glob("checkpoints/checkpoint_*.pt"))[-1]
     truncated, other_script = tmp_path / "truncated.pt", tmp_path / "other_script.pt"
