@@ -466,13 +466,18 @@ def plot_env(env_id: str, jobs: list, curves: list, path: Path) -> bool:
         drawn = True
     if drawn:
         axes.set(title=env_id, xlabel="environment steps", ylabel="training episode return (running mean)")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.tight_layout()
-        figure.savefig(path, dpi=100)
+        save_figure(figure, axes, path)
     plt.close(figure)
     return drawn
+
+
+def save_figure(figure, axes, path: Path) -> None:
+    """Grid, legend, tight layout, PNG at path."""
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
 
 
 def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: list, appendix: list,
@@ -630,11 +635,7 @@ def plot_profiles(title: str, profiles: dict, path: Path) -> bool:
                           label=method)
         axes.fill_between(thresholds, low, high, step="post", color=line.get_color(), alpha=0.15)
     axes.set(title=title, xlabel="normalised score τ", ylabel="fraction of runs with score > τ", ylim=(0, 1.02))
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    save_figure(figure, axes, path)
     plt.close(figure)
     return True
 
