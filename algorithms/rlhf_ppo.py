@@ -113,7 +113,6 @@ class Args:
     """a checkpoint to continue, given with the run's own arguments: the run goes on in its run directory"""
 
 
-
 def fail(message: str) -> None:
     """Bad input: one line on stderr and exit status 2, never a traceback."""
     print(message, file=sys.stderr)
@@ -391,7 +390,7 @@ def train(args: Args) -> dict:
         rng.bit_generator.state = resumed["prompt_rng"]
         generator.set_state(resumed["sample_generator"])
         torch.set_rng_state(resumed["torch"])  # the minibatch shuffles
-        kl_coef, first_iteration = resumed["kl_coef"], resumed["iteration"] + 1
+        kl_coef, first_iteration = resumed["kl_coef"], resumed["step"] + 1
 
     def new_prompts(count: int, prompt_rng: np.random.Generator) -> list:
         return [list(prompt_rng.choice(spec["topics"], size=spec["prompt_length"], replace=False)) for _ in range(count)]
@@ -454,8 +453,8 @@ def train(args: Args) -> dict:
                 with open(log_path) as rows:
                     train_log_csv = rows.read()
                 write_checkpoint({"script": "rlhf_ppo.py", "args": vars(args), "run_dir": run_dir, "step": iteration,
-                                  "iteration": iteration, "policy": policy.state_dict(),
-                                  "optimizer": optimizer.state_dict(), "prompt_rng": rng.bit_generator.state,
+                                  "policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "prompt_rng": rng.bit_generator.state,
                                   "sample_generator": generator.get_state(), "torch": torch.get_rng_state(),
                                   "kl_coef": kl_coef, "train_log_csv": train_log_csv,
                                   "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb else None},

@@ -134,7 +134,6 @@ class Args:
     """a checkpoint to continue, given with the run's own arguments: the run goes on in its run directory"""
 
 
-
 def fail(message: str) -> None:
     """Bad input: one line on stderr and exit status 2, never a traceback."""
     print(message, file=sys.stderr)

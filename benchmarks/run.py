@@ -25,7 +25,7 @@ OMP_NUM_THREADS=1, bitwise (tests/test_runner.py checks it).
     python benchmarks/run.py --suite benchmarks/suites/full.toml --render-only
     python benchmarks/run.py --only 1M-steps --checkpoints-dir ~/lucidrl-checkpoints   # resumes killed jobs
     python benchmarks/run.py --suite benchmarks/suites/quick.toml --backend ray          # embedded Ray
-    python benchmarks/run.py --backend ray --address ray://head-node:10001                # a Ray cluster
+    python benchmarks/run.py --backend ray --address HEAD_IP:6379                          # a Ray cluster
 
 Where things go, for a suite named S:
 - benchmarks/logs/S/{job}/seed{n}/       raw runs (runs/*/episodes.csv, summary.json) and job.log; git-ignored
@@ -96,7 +96,7 @@ class Args:
     """local: jobs run here, --workers at a time; ray: each (job, seed) is a Ray task (one CPU, one GPU with
     --cuda), as many at once as the cluster has CPUs"""
     address: Optional[str] = None
-    """--backend ray: the cluster to use (ray://host:10001 or host:6379); None: an embedded Ray on this
+    """--backend ray: the cluster's head (host:6379); None: an embedded Ray on this
     machine, started and stopped by the runner"""
     ray_cpus: Optional[int] = None
     """--backend ray without --address: CPUs of the embedded Ray (None: every core)"""
@@ -498,7 +498,8 @@ def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: 
              "**Columns:** *eval* — mean ± std [min, max] over seeds of each seed's deterministic (greedy) "
              "evaluation at the end of training; *last 100* — the same of the mean return of the last 100 "
              "training episodes (exploring policy); every std in these tables is the sample standard deviation "
-             "over seeds (n − 1 in the denominator), and *seeds* gives n; *SPS* — environment steps per second over the whole run (off-policy "
+             "over seeds (n − 1 in the denominator), and *seeds* gives n; *SPS* — environment steps per second "
+             "over the whole run (off-policy "
              "scripts add, after *learning*, the rate after the random warm-up, when every step pays for a "
              "gradient update); *wall* — "
              "seconds per run; *reached* — first step (and seconds) at which the last 10 training episodes "
@@ -527,7 +528,8 @@ def render(args: Args, suite: str, jobs: list, notes: dict, rows: list, curves: 
             command = shlex.join(job.command("N"))
             steps = "planning" if job.total_timesteps is None else f"{job.total_timesteps:,}"
             lines.append(f"| {job.script} | {job.variant or 'defaults'} | {steps} | "
-                         f"{len(job_rows)}/{len(job.seeds)} | {mean_std([r['eval_return_mean'] for r in job_rows], spread=True)} | "
+                         f"{len(job_rows)}/{len(job.seeds)} | "
+                         f"{mean_std([r['eval_return_mean'] for r in job_rows], spread=True)} | "
                          f"{mean_std([r['last100_return'] for r in job_rows], spread=True)} | "
                          f"{sps_cell(job, job_rows)} | {mean_std([r['wall_time'] for r in job_rows], 1)} | "
                          f"{reached} | {reference or '—'} | `{command}` |")

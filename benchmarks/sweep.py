@@ -164,10 +164,6 @@ def command_line_args(params: dict) -> list:
     return arguments
 
 
-def normalised_score(eval_return: float, random: float, reference: float) -> float:
-    return (eval_return - random) / (reference - random)
-
-
 def trial_runs(sweep: Sweep) -> list:
     """(seed, env id) in the order a trial runs them: seed by seed, so pruning sees every env early."""
     return [(seed, env_id) for seed in sweep.seeds for env_id in sweep.envs]
@@ -198,21 +194,21 @@ def make_objective(sweep: Sweep, execute: Executor, logs: Path):
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, sweep.space)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        scores = []
-        for step, (seed, env_id) in enumerate(trial_runs(sweep)):
+        job_args, runs, scores = [*sweep.args, *command_line_args(params)], trial_runs(sweep), []
+        for step, (seed, env_id) in enumerate(runs):
             job = runner.Job(script=sweep.script, env_id=env_id, seeds=sweep.seeds,
-                             total_timesteps=sweep.total_timesteps, args=[*sweep.args, *command_line_args(params)])
+                             total_timesteps=sweep.total_timesteps, args=job_args)
             root = logs / f"trial_{trial.number:04d}" / env_id.replace("/", "-") / f"seed{seed}"
             ok, message = execute(job, seed, root, f"trial {trial.number} {env_id} seed {seed}")
             if not ok:
                 raise RunFailed(f"trial {trial.number}, {env_id} seed {seed}: {message}")
             summary = json.loads(next(root.glob("runs/*/summary.json")).read_text())
-            scores.append(normalised_score(summary["eval_return_mean"], *sweep.envs[env_id]))
+            scores.append(float(runner.normalised_score(summary["eval_return_mean"], *sweep.envs[env_id])))
             trial.set_user_attr("scores", scores)
             # Wilcoxon compares run by run with the best trial; the median pruner compares running means.
             trial.report(scores[-1] if sweep.pruner == "wilcoxon" else float(np.mean(scores)), step)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"after {len(scores)} of {len(trial_runs(sweep))} runs")
+                raise optuna.TrialPruned(f"after {len(scores)} of {len(runs)} runs")
         return float(np.mean(scores))
 
     return objective
