@@ -212,38 +212,54 @@ class Agent(nn.Module):
                                    layer_init(nn.Linear(64, 64)), nn.Tanh(), layer_init(nn.Linear(64, n_actions), std=0.01))
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(obs).squeeze(-1)
+        return forward(self.critic, obs).squeeze(-1)
 
     def get_action_and_value(self, obs: torch.Tensor, action: Optional[torch.Tensor] = None):
         """Sample an action (or score a given one): action, log pi(a|s), entropy, V(s)."""
-        log_probs, probs = categorical(self.actor(obs))  # (batch, n_actions) each
+        log_probs, probs = categorical(forward(self.actor, obs))  # (batch, n_actions) each
         if action is None:
-            action = torch.multinomial(probs, 1, replacement=True).squeeze(-1)
+            action = sample(probs)
         logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
         entropy = -(log_probs * probs).sum(-1)
         return action, logprob, entropy, self.get_value(obs)
+
+
+def forward(network: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """network(x), calling each layer's forward directly: nn.Module's call machinery (hooks) costs more
+    than a 64-wide layer's arithmetic, and the rollout pays it at every environment step."""
+    for layer in network:
+        x = layer.forward(x)
+    return x
 
 
 # ---------------------------------------------------------------------------------------- Math
 def categorical(logits: torch.Tensor) -> tuple:
     """log pi(.|s) and pi(.|s) of the categorical policy, (batch, n_actions) each.
 
-    The arithmetic of torch.distributions.Categorical (normalised logits, their softmax; sampling by
-    torch.multinomial), written out: building the distribution object and checking its arguments cost
-    more than the 64-wide network itself, once per environment step."""
-    log_probs = logits - logits.logsumexp(-1, keepdim=True)
-    return log_probs, log_probs.softmax(-1)
+    The arithmetic of torch.distributions.Categorical written out (its normalised logits are
+    log_softmax's): building the distribution object and checking its arguments cost more than the
+    64-wide network itself, once per environment step."""
+    log_probs = logits.log_softmax(-1)
+    return log_probs, log_probs.exp()
 
 
-def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> torch.Tensor:
-    """Generalized advantage estimation (Eq. 11-16 of Schulman et al. 2016), all (num_steps, num_envs).
+def sample(probs: torch.Tensor) -> torch.Tensor:
+    """One action per row of probs (batch, n_actions): argmax_a p_a / E_a with E_a ~ Exp(1) i.i.d.
+    This is the Gumbel-max trick (argmax_a log p_a + G_a, G_a = -log E_a Gumbel-distributed), so the
+    action is drawn with probability p_a exactly; at a few actions it costs half of torch.multinomial."""
+    return (probs / torch.empty_like(probs).exponential_()).argmax(-1)
+
+
+def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> np.ndarray:
+    """Generalized advantage estimation (Eq. 11-16 of Schulman et al. 2016), all (num_steps, num_envs)
+    numpy arrays (a step of this loop costs a fraction of the same torch calls on such small arrays).
 
     next_values[t] is V of the state after step t: V(s_t+1) inside an episode, V(true final obs)
     where step t was truncated. delta_t = r_t + gamma * (1 - terminated_t) * next_values[t] - V(s_t);
     A_t = delta_t + gamma * lambda * (1 - done_t) * A_t+1, so an episode end (either kind) stops the
     sum and only a termination drops the bootstrap. gae_lambda = 1 gives n-step returns minus V."""
-    advantages = torch.zeros_like(rewards)
-    next_advantage = torch.zeros_like(rewards[0])
+    advantages = np.zeros_like(rewards)
+    next_advantage = np.zeros_like(rewards[0])
     for t in reversed(range(rewards.shape[0])):
         delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
         next_advantage = delta + gamma * gae_lambda * (1.0 - dones[t]) * next_advantage
@@ -482,18 +498,19 @@ def train(args: Args) -> dict:
     else:  # the rows up to the checkpoint, and none that the stopped run wrote after it
         episodes_file.write(checkpoint["episodes_csv"])
 
-    # ---- rollout storage, (num_steps, num_envs, ...)
-    obs = torch.zeros((args.num_steps, args.num_envs, obs_size), device=device)
-    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
-    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
-    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
-    terminations = torch.zeros((args.num_steps, args.num_envs), device=device)
-    values = torch.zeros((args.num_steps, args.num_envs), device=device)
-    truncations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)  # and not terminated
-    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(true final obs) there
+    # ---- rollout storage, (num_steps, num_envs, ...), in numpy: writing a step into a numpy array costs
+    # a fraction of a torch slice write; the whole rollout goes to torch (and the device) once per iteration
+    obs = np.zeros((args.num_steps, args.num_envs, obs_size), dtype=np.float32)
+    actions = np.zeros((args.num_steps, args.num_envs), dtype=np.int64)
+    logprobs = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    terminations = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    values = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    truncations = np.zeros((args.num_steps, args.num_envs), dtype=bool)  # and not terminated
+    final_values = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)  # V(true final obs) there
 
     envs.action_space.seed(args.seed)
-    next_obs_np, _ = envs.reset(seed=args.seed)  # the env's own observations; next_obs is the network's copy
+    next_obs_np, _ = envs.reset(seed=args.seed)  # the env's own observations; obs[step] is the network's copy
     num_iterations = args.total_timesteps // batch_size if args.total_timesteps else 0
     minibatch_size = batch_size // args.num_minibatches
     episodic_returns = []
@@ -509,7 +526,6 @@ def train(args: Args) -> dict:
         global_step, done_iterations = checkpoint["global_step"], checkpoint["iteration"]
         episodic_returns = checkpoint["episodic_returns"]
         start_time -= checkpoint["wall_time"]  # the clock covers the whole run
-    next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device).reshape(args.num_envs, -1)
     next_checkpoint_step = next_checkpoint(global_step, args.checkpoint_every)
     last_print = time.time()
     try:
@@ -520,21 +536,18 @@ def train(args: Args) -> dict:
             # ---- collect a rollout
             for step in range(args.num_steps):
                 global_step += args.num_envs
-                obs[step] = next_obs
+                obs[step] = next_obs_np.reshape(args.num_envs, -1)  # the network's float32 copy
                 with torch.inference_mode():
-                    action, logprob, _, value = agent.get_action_and_value(next_obs)
-                actions[step], logprobs[step], values[step] = action, logprob, value
-                next_obs_np, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
-                rewards[step] = torch.from_numpy(reward)
-                terminations[step] = torch.from_numpy(terminated)
-                truncated_only = truncated & ~terminated  # a termination at the limit is an end
-                truncations[step] = torch.from_numpy(truncated_only)
+                    action, logprob, _, value = agent.get_action_and_value(torch.from_numpy(obs[step]).to(device))
+                actions[step], logprobs[step], values[step] = action.cpu().numpy(), logprob.cpu().numpy(), value.cpu().numpy()
+                next_obs_np, rewards[step], terminated, truncated, infos = envs.step(actions[step])
+                terminations[step] = terminated
+                truncations[step] = truncated_only = truncated & ~terminated  # a termination at the limit is an end
                 if truncated_only.any():  # bootstrap a time limit from V(true final obs)
                     final_obs = np.stack([infos["final_obs"][i] for i in np.flatnonzero(truncated_only)])
                     with torch.inference_mode():
-                        final_values[step, truncations[step]] = agent.get_value(
-                            torch.as_tensor(final_obs, dtype=torch.float32, device=device).reshape(len(final_obs), -1))
-                next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device).reshape(args.num_envs, -1)
+                        final_values[step, truncated_only] = agent.get_value(torch.as_tensor(
+                            final_obs, dtype=torch.float32, device=device).reshape(len(final_obs), -1)).cpu().numpy()
                 if "_episode" in infos:
                     wall_time = time.time() - start_time
                     for i in np.flatnonzero(infos["_episode"]):
@@ -548,39 +561,43 @@ def train(args: Args) -> dict:
 
             # ---- advantages: next_values is V(s_t+1), replaced by V(final obs) where a step was truncated
             with torch.inference_mode():
-                next_values = torch.cat([values[1:], agent.get_value(next_obs).unsqueeze(0)])
-            next_values = torch.where(truncations, final_values, next_values)
-            dones = terminations + truncations.float()  # an episode ended at step t, either way
+                last_values = agent.get_value(torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
+                                              .reshape(args.num_envs, -1)).cpu().numpy()
+            next_values = np.where(truncations, final_values, np.concatenate([values[1:], last_values[None]]))
+            dones = terminations + truncations  # an episode ended at step t, either way
             advantages = compute_gae(rewards, values, next_values, terminations, dones, args.gamma, args.gae_lambda)
             returns = advantages + values
 
             # ---- flatten the batch and optimise for update_epochs over shuffled minibatches
-            b_obs, b_actions, b_logprobs = obs.reshape(batch_size, -1), actions.reshape(-1), logprobs.reshape(-1)
-            b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+            b_obs = torch.from_numpy(obs.reshape(batch_size, -1)).to(device)  # (batch_size, obs_size)
+            b_actions, b_logprobs, b_advantages, b_returns, b_values = (  # (batch_size,) each
+                torch.from_numpy(array.reshape(-1)).to(device) for array in (actions, logprobs, advantages, returns, values))
             clipfracs = []
             for epoch in range(args.update_epochs):
+                # one shuffle of the whole batch per epoch (a gather per array): each minibatch is then a
+                # slice, a view, where indexing every array anew would cost a gather per array and minibatch
                 b_inds = torch.randperm(batch_size, device=device)
+                shuffled = [array[b_inds] for array in (b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values)]
                 for start in range(0, batch_size, minibatch_size):
-                    mb_inds = b_inds[start:start + minibatch_size]
-                    _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
-                    logratio = newlogprob - b_logprobs[mb_inds]
+                    mb_obs, mb_actions, mb_logprobs, mb_advantages, mb_returns, mb_values = (
+                        array[start:start + minibatch_size] for array in shuffled)
+                    _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb_obs, mb_actions)
+                    logratio = newlogprob - mb_logprobs
                     ratio = logratio.exp()
                     with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
                         old_approx_kl = (-logratio).mean()
                         approx_kl = ((ratio - 1) - logratio).mean()
                         clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean())
-                    mb_advantages = b_advantages[mb_inds]
                     if args.norm_adv:  # implementation detail 7
                         mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
                     # Clipped surrogate, Eq. 7 of Schulman et al. 2017 (as a loss to minimise)
                     pg_loss = torch.max(-mb_advantages * ratio,
                                         -mb_advantages * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
                     if args.clip_vloss:  # implementation detail 9
-                        v_clipped = b_values[mb_inds] + (newvalue - b_values[mb_inds]).clamp(-args.clip_coef, args.clip_coef)
-                        v_loss = 0.5 * torch.max((newvalue - b_returns[mb_inds]) ** 2,
-                                                 (v_clipped - b_returns[mb_inds]) ** 2).mean()
+                        v_clipped = mb_values + (newvalue - mb_values).clamp(-args.clip_coef, args.clip_coef)
+                        v_loss = 0.5 * torch.max((newvalue - mb_returns) ** 2, (v_clipped - mb_returns) ** 2).mean()
                     else:
-                        v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
+                        v_loss = 0.5 * ((newvalue - mb_returns) ** 2).mean()
                     entropy_loss = entropy.mean()
                     loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
                     if not torch.isfinite(loss):  # before the step, while the weights are still finite

@@ -50,12 +50,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from torch.distributions import Normal
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
 PROGRESS_SECONDS = 5.0  # at most one console progress line this often
 NORM_CLIP = 10.0  # normalised observations and scaled rewards are clipped to +-10 (as in SB3 and CleanRL)
 NORM_EPSILON = 1e-8  # keeps the division by a running std finite
+LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)  # the Gaussian's normalising constant, log sqrt(2 pi)
 
 
 # ---------------------------------------------------------------------------------------- Args
@@ -271,29 +271,44 @@ class Agent(nn.Module):
         self.actor_logstd = nn.Parameter(torch.zeros(1, action_size))
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(obs).squeeze(-1)
+        return forward(self.critic, obs).squeeze(-1)
 
     def get_action_and_value(self, obs: torch.Tensor, action: Optional[torch.Tensor] = None):
         """Sample an action (or score a given one): action, log pi(a|s), entropy, V(s). The action
-        dimensions are independent: log-prob and entropy sum over them (continuous details 1, 3)."""
-        action_mean = self.actor_mean(obs)
-        # no argument validation: it checks std > 0 (true by construction) at a third of the cost of acting
-        dist = Normal(action_mean, self.actor_logstd.expand_as(action_mean).exp(), validate_args=False)
+        dimensions are independent: log-prob and entropy sum over them (continuous details 1, 3).
+
+        The Gaussian's arithmetic is written out: torch.distributions.Normal builds an object and
+        broadcasts its arguments, which costs more than the 64-wide networks at every environment step."""
+        action_mean = forward(self.actor_mean, obs)  # (batch, action_size)
+        log_std = self.actor_logstd  # (1, action_size), broadcast over the batch
         if action is None:
-            action = dist.sample()
-        return action, dist.log_prob(action).sum(1), dist.entropy().sum(1), self.get_value(obs)
+            action = action_mean + log_std.exp() * torch.randn_like(action_mean)
+        # log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi), per dimension
+        log_prob = (-0.5 * ((action - action_mean) * (-log_std).exp()) ** 2 - log_std - LOG_SQRT_2PI).sum(1)
+        # H = 1/2 + log sqrt(2 pi) + log sigma per dimension: the same in every state
+        entropy = (0.5 + LOG_SQRT_2PI + log_std).sum(1).expand(len(obs))
+        return action, log_prob, entropy, self.get_value(obs)
+
+
+def forward(network: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """network(x), calling each layer's forward directly: nn.Module's call machinery (hooks) costs more
+    than a 64-wide layer's arithmetic, and the rollout pays it at every environment step."""
+    for layer in network:
+        x = layer.forward(x)
+    return x
 
 
 # ---------------------------------------------------------------------------------------- Math
-def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> torch.Tensor:
-    """Generalized advantage estimation (Eq. 11-16 of Schulman et al. 2016), all (num_steps, num_envs).
+def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> np.ndarray:
+    """Generalized advantage estimation (Eq. 11-16 of Schulman et al. 2016), all (num_steps, num_envs)
+    numpy arrays (a step of this loop costs a fraction of the same torch calls on such small arrays).
 
     next_values[t] is V of the state after step t: V(s_t+1) inside an episode, V(true final obs)
     where step t was truncated. delta_t = r_t + gamma * (1 - terminated_t) * next_values[t] - V(s_t);
     A_t = delta_t + gamma * lambda * (1 - done_t) * A_t+1, so an episode end (either kind) stops the
     sum and only a termination drops the bootstrap. gae_lambda = 1 gives n-step returns minus V."""
-    advantages = torch.zeros_like(rewards)
-    next_advantage = torch.zeros_like(rewards[0])
+    advantages = np.zeros_like(rewards)
+    next_advantage = np.zeros_like(rewards[0])
     for t in reversed(range(rewards.shape[0])):
         delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
         next_advantage = delta + gamma * gae_lambda * (1.0 - dones[t]) * next_advantage
@@ -555,15 +570,16 @@ def train(args: Args) -> dict:
     else:  # the rows up to the checkpoint, and none that the stopped run wrote after it
         episodes_file.write(checkpoint["episodes_csv"])
 
-    # ---- rollout storage, (num_steps, num_envs, ...)
-    obs = torch.zeros((args.num_steps, args.num_envs, obs_size), device=device)
-    actions = torch.zeros((args.num_steps, args.num_envs, action_size), device=device)
-    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
-    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
-    terminations = torch.zeros((args.num_steps, args.num_envs), device=device)
-    values = torch.zeros((args.num_steps, args.num_envs), device=device)
-    truncations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)  # and not terminated
-    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(true final obs) there
+    # ---- rollout storage, (num_steps, num_envs, ...), in numpy: writing a step into a numpy array costs
+    # a fraction of a torch slice write; the whole rollout goes to torch (and the device) once per iteration
+    obs = np.zeros((args.num_steps, args.num_envs, obs_size), dtype=np.float32)  # normalised, as the networks see it
+    actions = np.zeros((args.num_steps, args.num_envs, action_size), dtype=np.float32)
+    logprobs = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)  # scaled
+    terminations = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    values = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    truncations = np.zeros((args.num_steps, args.num_envs), dtype=bool)  # and not terminated
+    final_values = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)  # V(true final obs) there
 
     envs.action_space.seed(args.seed)
     action_low, action_high = action_space.low.reshape(-1), action_space.high.reshape(-1)  # (action_size,)
@@ -572,7 +588,7 @@ def train(args: Args) -> dict:
     next_obs_np = next_obs_np.reshape(args.num_envs, -1)
     if num_iterations > 0:  # only training updates the statistics (a loaded model evaluates with its own)
         obs_rms.update(next_obs_np)
-    next_obs = torch.as_tensor(obs_rms.normalize(next_obs_np), dtype=torch.float32, device=device)
+    next_obs = obs_rms.normalize(next_obs_np)  # (num_envs, obs_size), what the networks see next
     minibatch_size = batch_size // args.num_minibatches
     episodic_returns = []
     global_step, first_iteration = 0, 1
@@ -582,7 +598,7 @@ def train(args: Args) -> dict:
             item.load_state_dict(checkpoint["learner"][name])
         restore_envs(envs, checkpoint["envs"], checkpoint["next_obs"])
         next_obs_np = checkpoint["next_obs"]
-        next_obs = torch.as_tensor(obs_rms.normalize(next_obs_np), dtype=torch.float32, device=device)
+        next_obs = obs_rms.normalize(next_obs_np)
         envs.episode_returns[:], envs.episode_lengths[:] = checkpoint["episode_statistics"]
         set_random_states(checkpoint["random"], envs)
         global_step, first_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
@@ -599,24 +615,24 @@ def train(args: Args) -> dict:
                 global_step += args.num_envs
                 obs[step] = next_obs
                 with torch.inference_mode():
-                    action, logprob, _, value = agent.get_action_and_value(next_obs)
-                actions[step], logprobs[step], values[step] = action, logprob, value
+                    action, logprob, _, value = agent.get_action_and_value(torch.from_numpy(obs[step]).to(device))
+                actions[step], logprobs[step], values[step] = action.cpu().numpy(), logprob.cpu().numpy(), value.cpu().numpy()
                 # Only the env sees the action clipped to its bounds; storage keeps the sample whose
                 # log-prob was taken (continuous detail 5: clipping it there would bias the policy gradient).
-                env_action = np.clip(action.cpu().numpy(), action_low, action_high).reshape(envs.action_space.shape)
+                env_action = np.clip(actions[step], action_low, action_high).reshape(envs.action_space.shape)
                 next_obs_np, reward, terminated, truncated, infos = envs.step(env_action)
                 next_obs_np = next_obs_np.reshape(args.num_envs, -1)
                 obs_rms.update(next_obs_np)
-                rewards[step] = torch.from_numpy(reward_scaler(reward, terminated | truncated))
-                terminations[step] = torch.from_numpy(terminated)
-                truncated_only = truncated & ~terminated  # a termination at the limit is an end
-                truncations[step] = torch.from_numpy(truncated_only)
+                rewards[step] = reward_scaler(reward, terminated | truncated)
+                terminations[step] = terminated
+                truncations[step] = truncated_only = truncated & ~terminated  # a termination at the limit is an end
                 if truncated_only.any():  # bootstrap a time limit from V(true final obs), normalised alike
                     final_obs = np.stack([infos["final_obs"][i] for i in np.flatnonzero(truncated_only)])
                     with torch.inference_mode():
-                        final_values[step, truncations[step]] = agent.get_value(torch.as_tensor(
-                            obs_rms.normalize(final_obs.reshape(len(final_obs), -1)), dtype=torch.float32, device=device))
-                next_obs = torch.as_tensor(obs_rms.normalize(next_obs_np), dtype=torch.float32, device=device)
+                        final_values[step, truncated_only] = agent.get_value(torch.as_tensor(
+                            obs_rms.normalize(final_obs.reshape(len(final_obs), -1)), dtype=torch.float32,
+                            device=device)).cpu().numpy()
+                next_obs = obs_rms.normalize(next_obs_np)
                 if "_episode" in infos:
                     wall_time = time.time() - start_time
                     for i in np.flatnonzero(infos["_episode"]):
@@ -630,32 +646,37 @@ def train(args: Args) -> dict:
 
             # ---- advantages: next_values is V(s_t+1), replaced by V(final obs) where a step was truncated
             with torch.inference_mode():
-                next_values = torch.cat([values[1:], agent.get_value(next_obs).unsqueeze(0)])
-            next_values = torch.where(truncations, final_values, next_values)
-            dones = terminations + truncations.float()  # an episode ended at step t, either way
+                last_values = agent.get_value(torch.as_tensor(next_obs, dtype=torch.float32, device=device)).cpu().numpy()
+            next_values = np.where(truncations, final_values, np.concatenate([values[1:], last_values[None]]))
+            dones = terminations + truncations  # an episode ended at step t, either way
             advantages = compute_gae(rewards, values, next_values, terminations, dones, args.gamma, args.gae_lambda)
             returns = advantages + values
 
             # ---- flatten the batch and optimise for update_epochs over shuffled minibatches
-            b_obs, b_actions, b_logprobs = obs.reshape(batch_size, -1), actions.reshape(batch_size, -1), logprobs.reshape(-1)
-            b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+            b_obs, b_actions = (torch.from_numpy(array.reshape(batch_size, -1)).to(device)
+                                for array in (obs, actions))  # (batch_size, obs_size), (batch_size, action_size)
+            b_logprobs, b_advantages, b_returns, b_values = (  # (batch_size,) each
+                torch.from_numpy(array.reshape(-1)).to(device) for array in (logprobs, advantages, returns, values))
             clipfracs = []
             for epoch in range(args.update_epochs):
+                # one shuffle of the whole batch per epoch (a gather per array): each minibatch is then a
+                # slice, a view, where indexing every array anew would cost a gather per array and minibatch
                 b_inds = torch.randperm(batch_size, device=device)
+                shuffled = [array[b_inds] for array in (b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values)]
                 for start in range(0, batch_size, minibatch_size):
-                    mb_inds = b_inds[start:start + minibatch_size]
-                    _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
-                    logratio = newlogprob - b_logprobs[mb_inds]
+                    mb_obs, mb_actions, mb_logprobs, mb_advantages, mb_returns, mb_values = (
+                        array[start:start + minibatch_size] for array in shuffled)
+                    _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb_obs, mb_actions)
+                    logratio = newlogprob - mb_logprobs
                     ratio = logratio.exp()
                     with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
                         old_approx_kl = (-logratio).mean()
                         approx_kl = ((ratio - 1) - logratio).mean()
                         clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean())
-                    mb_advantages = b_advantages[mb_inds]
                     if args.norm_adv:  # implementation detail 7
                         mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
                     pg_loss = clipped_surrogate_loss(ratio, mb_advantages, args.clip_coef)
-                    v_loss = value_loss(newvalue, b_values[mb_inds], b_returns[mb_inds], args.clip_coef, args.clip_vloss)
+                    v_loss = value_loss(newvalue, mb_values, mb_returns, args.clip_coef, args.clip_vloss)
                     entropy_loss = entropy.mean()
                     loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
                     if not torch.isfinite(loss):  # before the step, while the weights are still finite

@@ -27,7 +27,10 @@ def test_gae_by_hand_with_a_termination_and_a_truncation(module):
     next_values = torch.tensor([[2.0, 6.0], [9.0, 2.0], [4.0, 2.0]])
     terminations = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
     dones = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
-    advantages = module.compute_gae(rewards, values, next_values, terminations, dones, gamma, lam)
+    inputs = [rewards, values, next_values, terminations, dones]
+    if module in (ppo, ppo_continuous):  # these keep their rollout, and compute GAE, in numpy
+        inputs = [array.numpy() for array in inputs]
+    advantages = module.compute_gae(*inputs, gamma, lam)
     # Column 0: d2 = 1 + 0.5*4 - 2 = 1; d1 = 1 - 2 = -1 (no bootstrap, no carry); d0 = 1 + 0.5*2 - 2 = 0,
     # A0 = 0 + 0.25 * (-1) = -0.25. Column 1: d2 = d1 = 1 + 1 - 2 = 0; d0 = 1 + 0.5*6 - 2 = 2, no carry.
     assert advantages[:, 0].tolist() == [-0.25, -1.0, 1.0]
@@ -35,17 +38,25 @@ def test_gae_by_hand_with_a_termination_and_a_truncation(module):
 
 
 def test_ppo_categorical_policy_matches_torch_distributions_categorical():
-    """ppo.py writes the categorical policy out (speed): same log-probs, entropy and samples as torch's."""
+    """ppo.py writes the categorical policy out (speed): same log-probs and entropy as torch's, and its
+    Gumbel-max sampler draws each action with its probability (a chi-squared test over 200,000 draws)."""
     logits = torch.randn(64, 5) * 3
     actions = torch.randint(0, 5, (64,))
     log_probs, probs = ppo.categorical(logits)
     reference = torch.distributions.Categorical(logits=logits)
-    assert torch.equal(log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1), reference.log_prob(actions))
+    torch.testing.assert_close(log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1), reference.log_prob(actions))
+    torch.testing.assert_close(probs, reference.probs)
     torch.testing.assert_close(-(log_probs * probs).sum(-1), reference.entropy())
     torch.manual_seed(0)
-    ours = torch.multinomial(probs, 1, replacement=True).squeeze(-1)
-    torch.manual_seed(0)
-    assert torch.equal(ours, reference.sample())  # the same draws from the same generator state
+    probs = torch.tensor([0.05, 0.15, 0.3, 0.5, 0.0])
+    draws = ppo.sample(probs.expand(200_000, 5))
+    counts = torch.bincount(draws, minlength=5).double()
+    assert counts[4] == 0  # an action of probability 0 is never drawn
+    expected = 200_000 * probs[:4].double()
+    chi_squared = (((counts[:4] - expected) ** 2) / expected).sum().item()
+    assert chi_squared < 16.27  # the 0.999 quantile of chi-squared with 3 degrees of freedom
+    wrong = torch.tensor([0.1, 0.1, 0.3, 0.5]).double() * 200_000  # a sampler off by 0.05 fails it
+    assert (((counts[:4] - wrong) ** 2) / wrong).sum().item() > 16.27
     agent = ppo.Agent(4, 3)
     obs = torch.randn(16, 4)
     _, logprob, entropy, value = agent.get_action_and_value(obs, actions[:16] % 3)
@@ -134,7 +145,8 @@ def test_loop_bootstraps_a_truncation_from_v_of_the_true_final_obs(in_tmp, monke
     def spy(rewards, values, next_values, terminations, dones, gamma, gae_lambda):
         with torch.no_grad():  # the agent has not been updated yet in this iteration
             final_value = agents[0].get_value(torch.tensor([[3.0, 1.0]])).item()
-        seen.append((next_values.clone(), terminations.clone(), dones.clone(), final_value))
+        copy = lambda array: array.clone() if isinstance(array, torch.Tensor) else array.copy()  # ppo.py's are numpy
+        seen.append((copy(next_values), copy(terminations), copy(dones), final_value))
         return real_gae(rewards, values, next_values, terminations, dones, gamma, gae_lambda)
 
     real_gae = module.compute_gae

@@ -68,10 +68,10 @@ def test_loop_bootstraps_a_truncation_from_v_of_the_normalised_true_final_obs(in
         # the normalised input the loop built from the true final obs [3, 1] (not a reset obs [0, 1])
         final_inputs = [out for raw, out in normalised if raw.shape[0] == 2 and (raw[:, 0] == 3).all()]
         with torch.no_grad():  # the agent has not been updated yet in this iteration
-            final_values = (agents[0].get_value(torch.as_tensor(final_inputs[0], dtype=torch.float32))
+            final_values = (agents[0].get_value(torch.as_tensor(final_inputs[0], dtype=torch.float32)).numpy()
                             if final_inputs else None)
-        seen.append((rewards.clone(), values.clone(), terminations.clone(), dones.clone(), advantages.clone(),
-                     final_values))
+        seen.append((rewards.copy(), values.copy(), terminations.copy(), dones.copy(), advantages.copy(),
+                     final_values))  # the rollout's numpy arrays
         return advantages
 
     real_gae = ppo.compute_gae
