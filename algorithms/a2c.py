@@ -54,7 +54,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from torch.distributions import Categorical
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
 PROGRESS_SECONDS = 5.0  # at most one console progress line this often
@@ -274,26 +273,54 @@ class Agent(nn.Module):
                                    layer_init(nn.Linear(64, 64)), nn.Tanh(), layer_init(nn.Linear(64, n_actions), std=0.01))
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(obs).squeeze(-1)
+        return forward(self.critic, obs).squeeze(-1)
 
     def get_action_and_value(self, obs: torch.Tensor, action: Optional[torch.Tensor] = None):
         """Sample an action (or score a given one): action, log pi(a|s), entropy, V(s)."""
-        dist = Categorical(logits=self.actor(obs))
+        log_probs, probs = categorical(forward(self.actor, obs))  # (batch, n_actions) each
         if action is None:
-            action = dist.sample()
-        return action, dist.log_prob(action), dist.entropy(), self.get_value(obs)
+            action = sample(probs)
+        logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_probs * probs).sum(-1)
+        return action, logprob, entropy, self.get_value(obs)
+
+
+def forward(network: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """network(x), calling each layer's forward directly: nn.Module's call machinery (hooks) costs more
+    than a 64-wide layer's arithmetic, and the rollout pays it at every environment step."""
+    for layer in network:
+        x = layer.forward(x)
+    return x
 
 
 # ---------------------------------------------------------------------------------------- Math
-def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> torch.Tensor:
-    """Generalized advantage estimation (Eq. 11-16 of Schulman et al. 2016), all (num_steps, num_envs).
+def categorical(logits: torch.Tensor) -> tuple:
+    """log pi(.|s) and pi(.|s) of the categorical policy, (batch, n_actions) each.
+
+    The arithmetic of torch.distributions.Categorical written out (its normalised logits are
+    log_softmax's): building the distribution object and checking its arguments cost more than the
+    64-wide network itself, once per environment step."""
+    log_probs = logits.log_softmax(-1)
+    return log_probs, log_probs.exp()
+
+
+def sample(probs: torch.Tensor) -> torch.Tensor:
+    """One action per row of probs (batch, n_actions): argmax_a p_a / E_a with E_a ~ Exp(1) i.i.d.
+    This is the Gumbel-max trick (argmax_a log p_a + G_a, G_a = -log E_a Gumbel-distributed), so the
+    action is drawn with probability p_a exactly; at a few actions it costs half of torch.multinomial."""
+    return (probs / torch.empty_like(probs).exponential_()).argmax(-1)
+
+
+def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> np.ndarray:
+    """Generalized advantage estimation (Eq. 11-16 of Schulman et al. 2016), all (num_steps, num_envs)
+    numpy arrays (a step of this loop costs a fraction of the same torch calls on such small arrays).
 
     next_values[t] is V of the state after step t: V(s_t+1) inside an episode, V(true final obs)
     where step t was truncated. delta_t = r_t + gamma * (1 - terminated_t) * next_values[t] - V(s_t);
     A_t = delta_t + gamma * lambda * (1 - done_t) * A_t+1, so an episode end (either kind) stops the
     sum and only a termination drops the bootstrap. gae_lambda = 1 gives n-step returns minus V."""
-    advantages = torch.zeros_like(rewards)
-    next_advantage = torch.zeros_like(rewards[0])
+    advantages = np.zeros_like(rewards)
+    next_advantage = np.zeros_like(rewards[0])
     for t in reversed(range(rewards.shape[0])):
         delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
         next_advantage = delta + gamma * gae_lambda * (1.0 - dones[t]) * next_advantage
@@ -543,14 +570,15 @@ def train(args: Args) -> dict:
     else:  # the rows up to the checkpoint, and none that the stopped run wrote after it
         episodes_file.write(checkpoint["episodes_csv"])
 
-    # ---- rollout storage, (num_steps, num_envs, ...)
-    obs = torch.zeros((args.num_steps, args.num_envs, obs_size), device=device)
-    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
-    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
-    terminations = torch.zeros((args.num_steps, args.num_envs), device=device)
-    values = torch.zeros((args.num_steps, args.num_envs), device=device)
-    truncations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)  # and not terminated
-    final_values = torch.zeros((args.num_steps, args.num_envs), device=device)  # V(true final obs) there
+    # ---- rollout storage, (num_steps, num_envs, ...), in numpy: writing a step into a numpy array costs
+    # a fraction of a torch slice write; the whole rollout goes to torch (and the device) once per iteration
+    obs = np.zeros((args.num_steps, args.num_envs, obs_size), dtype=np.float32)  # as the networks see them
+    actions = np.zeros((args.num_steps, args.num_envs), dtype=np.int64)
+    rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)  # scaled with --norm-reward
+    terminations = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    values = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    truncations = np.zeros((args.num_steps, args.num_envs), dtype=bool)  # and not terminated
+    final_values = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)  # V(true final obs) there
 
     envs.action_space.seed(args.seed)
     num_iterations = args.total_timesteps // batch_size if args.total_timesteps else 0
@@ -571,7 +599,7 @@ def train(args: Args) -> dict:
         global_step, done_iterations = checkpoint["global_step"], checkpoint["iteration"]
         episodic_returns = checkpoint["episodic_returns"]
         start_time -= checkpoint["wall_time"]  # the clock covers the whole run
-    next_obs = network_input(next_obs_np, obs_rms, device)
+    next_obs = next_obs_np if obs_rms is None else obs_rms.normalize(next_obs_np)  # what the networks see next
     next_checkpoint_step = next_checkpoint(global_step, args.checkpoint_every)
     last_print = time.time()
     try:
@@ -584,25 +612,22 @@ def train(args: Args) -> dict:
                 global_step += args.num_envs
                 obs[step] = next_obs
                 with torch.inference_mode():
-                    action, _, _, value = agent.get_action_and_value(next_obs)
-                actions[step], values[step] = action, value
-                next_obs_np, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+                    action, _, _, value = agent.get_action_and_value(torch.from_numpy(obs[step]).to(device))
+                actions[step], values[step] = action.cpu().numpy(), value.cpu().numpy()
+                next_obs_np, reward, terminated, truncated, infos = envs.step(actions[step])
                 next_obs_np = next_obs_np.reshape(args.num_envs, -1)
                 if obs_rms is not None:
                     obs_rms.update(next_obs_np)
                 # the episode statistics (RecordEpisodeStatistics) keep the raw rewards
-                if reward_scaler is not None:
-                    reward = reward_scaler(reward, terminated | truncated)
-                rewards[step] = torch.from_numpy(reward)
-                terminations[step] = torch.from_numpy(terminated)
-                truncated_only = truncated & ~terminated  # a termination at the limit is an end
-                truncations[step] = torch.from_numpy(truncated_only)
+                rewards[step] = reward if reward_scaler is None else reward_scaler(reward, terminated | truncated)
+                terminations[step] = terminated
+                truncations[step] = truncated_only = truncated & ~terminated  # a termination at the limit is an end
                 if truncated_only.any():  # bootstrap a time limit from V(true final obs), normalised alike
                     final_obs = np.stack([infos["final_obs"][i] for i in np.flatnonzero(truncated_only)])
                     with torch.inference_mode():
-                        final_values[step, truncations[step]] = agent.get_value(
-                            network_input(final_obs.reshape(len(final_obs), -1), obs_rms, device))
-                next_obs = network_input(next_obs_np, obs_rms, device)
+                        final_values[step, truncated_only] = agent.get_value(
+                            network_input(final_obs.reshape(len(final_obs), -1), obs_rms, device)).cpu().numpy()
+                next_obs = next_obs_np if obs_rms is None else obs_rms.normalize(next_obs_np)
                 if "_episode" in infos:
                     wall_time = time.time() - start_time
                     for i in np.flatnonzero(infos["_episode"]):
@@ -616,16 +641,17 @@ def train(args: Args) -> dict:
 
             # ---- advantages: next_values is V(s_t+1), replaced by V(final obs) where a step was truncated
             with torch.inference_mode():
-                next_values = torch.cat([values[1:], agent.get_value(next_obs).unsqueeze(0)])
-            next_values = torch.where(truncations, final_values, next_values)
-            dones = terminations + truncations.float()  # an episode ended at step t, either way
+                last_values = agent.get_value(torch.as_tensor(next_obs, dtype=torch.float32, device=device)).cpu().numpy()
+            next_values = np.where(truncations, final_values, np.concatenate([values[1:], last_values[None]]))
+            dones = terminations + truncations  # an episode ended at step t, either way
             advantages = compute_gae(rewards, values, next_values, terminations, dones, args.gamma, args.gae_lambda)
             returns = advantages + values
 
             # ---- one gradient step on the whole rollout (flattened to (batch_size, ...))
-            _, newlogprob, entropy, newvalue = agent.get_action_and_value(obs.reshape(batch_size, -1),
-                                                                           actions.reshape(-1))
-            b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
+            b_obs = torch.from_numpy(obs.reshape(batch_size, -1)).to(device)  # (batch_size, obs_size)
+            b_actions, b_advantages, b_returns, b_values = (  # (batch_size,) each
+                torch.from_numpy(array.reshape(-1)).to(device) for array in (actions, advantages, returns, values))
+            _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs, b_actions)
             if args.norm_adv:
                 b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
             pg_loss = -(b_advantages * newlogprob).mean()  # the policy gradient theorem with A as the weight
@@ -641,7 +667,7 @@ def train(args: Args) -> dict:
 
             sps = global_step / (time.time() - start_time)
             if figure_log.on and iteration % LOG_EVERY_ITERATIONS == 0:
-                explained_var = 1 - (b_returns - values.reshape(-1)).var() / b_returns.var()
+                explained_var = 1 - (b_returns - b_values).var() / b_returns.var()
                 figure_log.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),
                                 "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
                                 "losses/explained_variance": explained_var.item(), "charts/SPS": sps}, step=global_step)

@@ -36,6 +36,7 @@ import copy
 import csv
 import glob
 import json
+import math
 import os
 import pickle
 import platform
@@ -55,7 +56,7 @@ EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the trainin
 PROGRESS_SECONDS = 5.0  # at most one console progress line this often
 NORM_CLIP = 10.0  # normalised observations and scaled rewards are clipped to +-10 (as in SB3 and CleanRL)
 NORM_EPSILON = 1e-8  # keeps the division by a running std finite
-LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)  # the Gaussian's normalising constant, log sqrt(2 pi)
+LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # the Gaussian's normalising constant, as torch's Normal computes it
 
 
 # ---------------------------------------------------------------------------------------- Args
@@ -280,13 +281,13 @@ class Agent(nn.Module):
         The Gaussian's arithmetic is written out: torch.distributions.Normal builds an object and
         broadcasts its arguments, which costs more than the 64-wide networks at every environment step."""
         action_mean = forward(self.actor_mean, obs)  # (batch, action_size)
-        log_std = self.actor_logstd  # (1, action_size), broadcast over the batch
+        std = self.actor_logstd.expand_as(action_mean).exp()  # (batch, action_size): one std per dimension
         if action is None:
-            action = action_mean + log_std.exp() * torch.randn_like(action_mean)
-        # log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi), per dimension
-        log_prob = (-0.5 * ((action - action_mean) * (-log_std).exp()) ** 2 - log_std - LOG_SQRT_2PI).sum(1)
-        # H = 1/2 + log sqrt(2 pi) + log sigma per dimension: the same in every state
-        entropy = (0.5 + LOG_SQRT_2PI + log_std).sum(1).expand(len(obs))
+            action = torch.normal(action_mean, std)
+        # log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi), per dimension; these
+        # are the operations of torch's Normal in its order, so the numbers are the same to the last bit
+        log_prob = (-((action - action_mean) ** 2) / (2 * std ** 2) - std.log() - LOG_SQRT_2PI).sum(1)
+        entropy = (0.5 + LOG_SQRT_2PI + std.log()).sum(1)  # H = 1/2 + log sqrt(2 pi) + log sigma per dimension
         return action, log_prob, entropy, self.get_value(obs)
 
 

@@ -28,7 +28,7 @@ def test_gae_by_hand_with_a_termination_and_a_truncation(module):
     terminations = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
     dones = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
     inputs = [rewards, values, next_values, terminations, dones]
-    if module in (ppo, ppo_continuous):  # these keep their rollout, and compute GAE, in numpy
+    if module in (ppo, a2c, ppo_continuous):  # these keep their rollout, and compute GAE, in numpy
         inputs = [array.numpy() for array in inputs]
     advantages = module.compute_gae(*inputs, gamma, lam)
     # Column 0: d2 = 1 + 0.5*4 - 2 = 1; d1 = 1 - 2 = -1 (no bootstrap, no carry); d0 = 1 + 0.5*2 - 2 = 0,
@@ -113,10 +113,10 @@ def test_reward_scaler_divides_by_the_std_of_the_discounted_return_and_resets_on
 
 
 def test_lambda_one_gives_the_n_step_returns_of_a2c():
-    rewards = torch.tensor([[1.0], [2.0], [3.0]])
-    values = torch.ones(3, 1)
-    next_values = torch.tensor([[1.0], [1.0], [8.0]])  # V(s_3) = 8 bootstraps the 3-step return
-    zeros = torch.zeros(3, 1)
+    rewards = np.array([[1.0], [2.0], [3.0]], dtype=np.float32)  # a2c.py's rollout is numpy
+    values = np.ones((3, 1), dtype=np.float32)
+    next_values = np.array([[1.0], [1.0], [8.0]], dtype=np.float32)  # V(s_3) = 8 bootstraps the 3-step return
+    zeros = np.zeros((3, 1), dtype=np.float32)
     returns = a2c.compute_gae(rewards, values, next_values, zeros, zeros, 0.5, 1.0) + values
     # R2 = 3 + 0.5*8 = 7; R1 = 2 + 0.5*7 = 5.5; R0 = 1 + 0.5*5.5 = 3.75
     assert returns[:, 0].tolist() == [3.75, 5.5, 7.0]
@@ -178,7 +178,7 @@ def test_a2c_with_norm_obs_bootstraps_a_truncation_from_v_of_the_normalised_fina
     def spy(rewards, values, next_values, *rest):
         final_inputs = [out for raw, out in normalised if raw.shape[0] == 2 and (raw[:, 0] == 3).all()]
         with torch.no_grad():  # the agent has not been updated yet in this iteration
-            seen.append((next_values.clone(), agents[0].get_value(torch.as_tensor(final_inputs[0], dtype=torch.float32))))
+            seen.append((next_values.copy(), agents[0].get_value(torch.as_tensor(final_inputs[0], dtype=torch.float32))))
         return real_gae(rewards, values, next_values, *rest)
 
     real_gae = a2c.compute_gae
