@@ -297,18 +297,16 @@ def forward(network: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 def categorical(logits: torch.Tensor) -> tuple:
     """log pi(.|s) and pi(.|s) of the categorical policy, (batch, n_actions) each.
 
-    The arithmetic of torch.distributions.Categorical written out (its normalised logits are
-    log_softmax's): building the distribution object and checking its arguments cost more than the
-    64-wide network itself, once per environment step."""
-    log_probs = logits.log_softmax(-1)
-    return log_probs, log_probs.exp()
+    The arithmetic of torch.distributions.Categorical written out, operation for operation (normalised
+    logits, their softmax; sampling by torch.multinomial), so a run draws exactly the actions it drew
+    with the distribution object, which cost more than the 64-wide network itself at every step."""
+    log_probs = logits - logits.logsumexp(-1, keepdim=True)
+    return log_probs, log_probs.softmax(-1)
 
 
 def sample(probs: torch.Tensor) -> torch.Tensor:
-    """One action per row of probs (batch, n_actions): argmax_a p_a / E_a with E_a ~ Exp(1) i.i.d.
-    This is the Gumbel-max trick (argmax_a log p_a + G_a, G_a = -log E_a Gumbel-distributed), so the
-    action is drawn with probability p_a exactly; at a few actions it costs half of torch.multinomial."""
-    return (probs / torch.empty_like(probs).exponential_()).argmax(-1)
+    """One action per row of probs (batch, n_actions), as Categorical.sample draws it."""
+    return torch.multinomial(probs, 1, replacement=True).squeeze(-1)
 
 
 def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> np.ndarray:

@@ -66,6 +66,21 @@ def test_ppo_categorical_policy_matches_torch_distributions_categorical():
     torch.testing.assert_close(value, agent.critic(obs).squeeze(-1))
 
 
+def test_a2c_categorical_policy_is_torch_distributions_categorical_to_the_bit():
+    """a2c.py writes Categorical out operation for operation (speed), so its runs stay those of the
+    distribution object: the same log-probs, entropy and draws, bitwise."""
+    logits = torch.randn(64, 5) * 3
+    actions = torch.randint(0, 5, (64,))
+    log_probs, probs = a2c.categorical(logits)
+    reference = torch.distributions.Categorical(logits=logits)
+    assert torch.equal(log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1), reference.log_prob(actions))
+    assert torch.equal(-(log_probs * probs).sum(-1), reference.entropy())
+    torch.manual_seed(0)
+    ours = a2c.sample(probs)
+    torch.manual_seed(0)
+    assert torch.equal(ours, reference.sample())  # the same draws from the same generator state
+
+
 @pytest.mark.parametrize("script, default_rollout", [("ppo.py", 512), ("a2c.py", 40), ("ppo_continuous.py", 2048),
                                                      ("trpo.py", 2048)])
 def test_a_budget_smaller_than_one_rollout_is_refused(script, default_rollout, in_tmp, capsys):
