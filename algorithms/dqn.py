@@ -234,12 +234,16 @@ class QNetwork(nn.Module):
         self.value = nn.Linear(width, 1) if dueling else None
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        features = self.trunk(obs)
+        # Each layer's forward is called directly: nn.Module's call machinery (hooks) costs more than a
+        # small layer's arithmetic, and acting pays it at every environment step.
+        features = obs
+        for layer in self.trunk:
+            features = layer.forward(features)
+        advantage = self.advantage.forward(features)
         if not self.dueling:
-            return self.advantage(features)
-        advantage = self.advantage(features)
+            return advantage
         # Eq. 9 of Wang et al. 2016: subtracting the mean advantage makes V and A identifiable.
-        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
+        return self.value.forward(features) + advantage - advantage.mean(dim=1, keepdim=True)
 
 
 # ---------------------------------------------------------------------------------------- Replay buffer
