@@ -1,11 +1,12 @@
-"""Where a ppo_continuous.py run spends its time: environment, acting, normalisation, advantages, the
-update (forwards, backward, gradient clipping, Adam), the rest.
+"""Where an on-policy run (ppo.py, ppo_continuous.py, a2c.py) spends its time: environment, acting,
+normalisation, advantages, the update (forwards, backward, gradient clipping, Adam), the rest.
 
 Wraps the pieces of the real training loop with timers (no change to the script) and runs it:
 
-    python benchmarks/profile_ppo_continuous.py --total-timesteps 20480
+    python benchmarks/profile_on_policy.py ppo_continuous.py --total-timesteps 102400
+    python benchmarks/profile_on_policy.py ppo.py --env-id CartPole-v1 --total-timesteps 100000
 
-Any ppo_continuous.py argument can be given. The wrappers add about a microsecond per call; the
+Any argument of the script can follow its name. The wrappers add about a microsecond per call; the
 printed total SPS is that of the timed run (a whole run's figures, evaluation excluded).
 """
 
@@ -22,8 +23,8 @@ import tyro
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("ppo_continuous", ROOT / "algorithms" / "ppo_continuous.py")
+def load(script: str):
+    spec = importlib.util.spec_from_file_location(script[:-3], ROOT / "algorithms" / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,8 +50,10 @@ def timed(totals: dict, name, function, running: set = set()):
 
 
 def main() -> None:
-    ppo = load_script()
-    args = tyro.cli(ppo.Args, args=sys.argv[1:])
+    if len(sys.argv) < 2 or sys.argv[1] not in ("ppo.py", "ppo_continuous.py", "a2c.py"):
+        raise SystemExit("usage: python benchmarks/profile_on_policy.py {ppo.py,ppo_continuous.py,a2c.py} [its arguments]")
+    ppo = load(sys.argv[1])
+    args = tyro.cli(ppo.Args, args=sys.argv[2:])
     totals = defaultdict(float)
     # The env step includes the vector env, its wrappers and the autoreset.
     wrapper_class = gym.wrappers.vector.RecordEpisodeStatistics
@@ -59,8 +62,9 @@ def main() -> None:
     kind = lambda: "acting (policy and value forwards, sample)" if torch.is_inference_mode_enabled() else "update: forwards"
     ppo.Agent.get_action_and_value = timed(totals, kind, ppo.Agent.get_action_and_value)
     ppo.Agent.get_value = timed(totals, kind, ppo.Agent.get_value)
-    ppo.RunningMeanStd.update = timed(totals, "normalisation (obs update, reward scale)", ppo.RunningMeanStd.update)
-    ppo.RunningMeanStd.normalize = timed(totals, "normalisation (obs update, reward scale)", ppo.RunningMeanStd.normalize)
+    if hasattr(ppo, "RunningMeanStd"):  # ppo.py has no normalisers
+        ppo.RunningMeanStd.update = timed(totals, "normalisation (obs update, reward scale)", ppo.RunningMeanStd.update)
+        ppo.RunningMeanStd.normalize = timed(totals, "normalisation (obs update, reward scale)", ppo.RunningMeanStd.normalize)
     ppo.compute_gae = timed(totals, "advantages (compute_gae)", ppo.compute_gae)
     torch.Tensor.backward = timed(totals, "update: backward", torch.Tensor.backward)
     torch.nn.utils.clip_grad_norm_ = timed(totals, "update: clip grad norm", torch.nn.utils.clip_grad_norm_)
@@ -68,7 +72,8 @@ def main() -> None:
     ppo.evaluate = lambda *a, **k: [0.0]  # profile training only
 
     result = ppo.train(args)
-    wall, steps = result["wall_time"], args.total_timesteps
+    wall = result["wall_time"]
+    steps = round(result["sps"] * wall)  # the steps taken: whole rollouts
     print(f"\n{steps:,} steps in {wall:.1f} s = {steps / wall:,.0f} SPS ({1e6 * wall / steps:.0f} µs per "
           f"environment step)")
     print(f"{'part':<44}{'seconds':>9}{'share':>8}{'µs/step':>9}")
