@@ -247,10 +247,14 @@ class RewardScaler:
         self.return_rms.load_state_dict(state["return_rms"])
 
 
+def network_view(raw_obs: np.ndarray, obs_rms: Optional[RunningMeanStd]) -> np.ndarray:
+    """(n, obs_size) observations as the networks see them: normalised by obs_rms when given."""
+    return raw_obs if obs_rms is None else obs_rms.normalize(raw_obs)
+
+
 def network_input(raw_obs: np.ndarray, obs_rms: Optional[RunningMeanStd], device: torch.device) -> torch.Tensor:
-    """(n, obs_size) observations as the networks' float32 input, normalised by obs_rms when given."""
-    return torch.as_tensor(raw_obs if obs_rms is None else obs_rms.normalize(raw_obs), dtype=torch.float32,
-                           device=device)
+    """network_view as the networks' float32 input tensor."""
+    return torch.as_tensor(network_view(raw_obs, obs_rms), dtype=torch.float32, device=device)
 
 
 # ---------------------------------------------------------------------------------------- Agent
@@ -597,7 +601,7 @@ def train(args: Args) -> dict:
         global_step, done_iterations = checkpoint["global_step"], checkpoint["iteration"]
         episodic_returns = checkpoint["episodic_returns"]
         start_time -= checkpoint["wall_time"]  # the clock covers the whole run
-    next_obs = next_obs_np if obs_rms is None else obs_rms.normalize(next_obs_np)  # what the networks see next
+    next_obs = network_view(next_obs_np, obs_rms)  # what the networks see next
     next_checkpoint_step = next_checkpoint(global_step, args.checkpoint_every)
     last_print = time.time()
     try:
@@ -625,7 +629,7 @@ def train(args: Args) -> dict:
                     with torch.inference_mode():
                         final_values[step, truncated_only] = agent.get_value(
                             network_input(final_obs.reshape(len(final_obs), -1), obs_rms, device)).cpu().numpy()
-                next_obs = next_obs_np if obs_rms is None else obs_rms.normalize(next_obs_np)
+                next_obs = network_view(next_obs_np, obs_rms)
                 if "_episode" in infos:
                     wall_time = time.time() - start_time
                     for i in np.flatnonzero(infos["_episode"]):

@@ -285,7 +285,8 @@ class Agent(nn.Module):
         if action is None:
             action = torch.normal(action_mean, std)
         # log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi), per dimension; these
-        # are the operations of torch's Normal in its order, so the numbers are the same to the last bit
+        # are the operations of torch's Normal in its order, so the numbers are the same to the last bit (std.log()
+        # twice, as Normal's log_prob and entropy: one shared log would round the gradient through it differently)
         log_prob = (-((action - action_mean) ** 2) / (2 * std ** 2) - std.log() - LOG_SQRT_2PI).sum(1)
         entropy = (0.5 + LOG_SQRT_2PI + std.log()).sum(1)  # H = 1/2 + log sqrt(2 pi) + log sigma per dimension
         return action, log_prob, entropy, self.get_value(obs)

@@ -81,10 +81,10 @@ def same_weights(before_dir: str, after_dir: str) -> bool:
     return before.keys() == after.keys() and all(torch.equal(before[key], after[key]) for key in before)
 
 
-def summary(run_dir: str) -> tuple:
+def summary(run_dir: str, run_episodes: np.ndarray) -> tuple:
+    """The greedy evaluation and the mean return of the last 100 training episodes."""
     data = json.loads(Path(run_dir, "summary.json").read_text())
-    returns = episodes(run_dir)[:, 1]
-    return data["eval_return_mean"], float(np.mean(returns[-100:]))
+    return data["eval_return_mean"], float(np.mean(run_episodes[-100:, 1]))
 
 
 def main(args: Args) -> None:
@@ -108,8 +108,10 @@ def main(args: Args) -> None:
         print("|---|---|---|---|")
         for seed in args.seeds:
             before, after = dirs[("before", seed)], dirs[("after", seed)]
-            identical = np.array_equal(episodes(before), episodes(after)) and same_weights(before, after)
-            (eval_before, last_before), (eval_after, last_after) = summary(before), summary(after)
+            before_episodes, after_episodes = episodes(before), episodes(after)
+            identical = np.array_equal(before_episodes, after_episodes) and same_weights(before, after)
+            (eval_before, last_before), (eval_after, last_after) = (summary(before, before_episodes),
+                                                                    summary(after, after_episodes))
             print(f"| {seed} | {'yes' if identical else 'no'} | {eval_before:.1f} → {eval_after:.1f} | "
                   f"{last_before:.1f} → {last_after:.1f} |")
 
@@ -127,9 +129,11 @@ def main(args: Args) -> None:
                 index = np.searchsorted(data[:, 0], grid, side="right") - 1
                 curves.append(np.where(index >= 0, smoothed[np.maximum(index, 0)], np.nan))
             curves = np.array(curves)
-            warnings.simplefilter("ignore", RuntimeWarning)  # the grid's first points, before any episode ended
-            axis.plot(grid, np.nanmean(curves, axis=0), color=colour, label=f"{label} ({before_name if label == 'before' else 'now'})")
-            axis.fill_between(grid, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=colour, alpha=0.2)
+            with warnings.catch_warnings():  # all-NaN columns: the grid's first points, before any episode ended
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, low, high = np.nanmean(curves, axis=0), np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+            axis.plot(grid, mean, color=colour, label=f"{label} ({before_name if label == 'before' else 'now'})")
+            axis.fill_between(grid, low, high, color=colour, alpha=0.2)
         axis.set_xlabel("environment steps")
         axis.set_ylabel(f"training return (mean of the last {SMOOTHING} episodes)")
         axis.set_title(f"{args.script} on {args.env_id}: seeds {', '.join(map(str, args.seeds))}, mean and min-max")

@@ -11,18 +11,17 @@ It prints a markdown table (one row per job: per-seed means, their mean ± sampl
 """
 
 import glob
-import importlib.util
 import json
 import os
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import tyro
 
-ROOT = Path(__file__).resolve().parent.parent
+from profiling import load
+
 JOBS = {"MAPPO": "mappo__simple_spread_v3", "IPPO": "mappo__simple_spread_v3__IPPO"}
 
 
@@ -32,13 +31,6 @@ class Args:
     """benchmarks/run.py's --checkpoints-dir: {job}/seed{N}/checkpoint_*.pt"""
     episodes: int = 100
     """evaluation episodes per seed and mode"""
-
-
-def load_mappo():
-    spec = importlib.util.spec_from_file_location("mappo", ROOT / "algorithms" / "mappo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def sampled_returns(mappo, agent, run_args, episodes: int) -> list:
@@ -64,7 +56,7 @@ def sampled_returns(mappo, agent, run_args, episodes: int) -> list:
 
 
 def main(args: Args) -> None:
-    mappo = load_mappo()
+    mappo = load("mappo.py")
     torch.set_num_threads(1)
     print(f"| job | mode | per-seed mean over {args.episodes} episodes | mean ± std over seeds |")
     print("|---|---|---|---|")

@@ -8,41 +8,18 @@ Any dqn.py argument can be given. The wrappers add about a microsecond per call;
 SPS is that of the timed run.
 """
 
-import importlib.util
 import sys
-import time
 from collections import defaultdict
-from pathlib import Path
 
 import gymnasium as gym
 import torch
 import tyro
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_dqn():
-    spec = importlib.util.spec_from_file_location("dqn", ROOT / "algorithms" / "dqn.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def timed(totals: dict, name, function):
-    """function, with its wall time added to totals[name] (name may be a callable of the call)."""
-
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            totals[name() if callable(name) else name] += time.perf_counter() - start
-
-    return wrapper
+from profiling import load, timed
 
 
 def main() -> None:
-    dqn = load_dqn()
+    dqn = load("dqn.py")
     args = tyro.cli(dqn.Args, args=sys.argv[1:])
     totals = defaultdict(float)
     # The env step includes the vector env, its wrappers and the autoreset.

@@ -10,24 +10,15 @@ warm-up steps take no update and would dilute the figures); the wrappers add abo
 per call.
 """
 
-import importlib.util
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import gymnasium as gym
 import torch
 import tyro
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load(script: str):
-    spec = importlib.util.spec_from_file_location(script[:-3], ROOT / "algorithms" / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from profiling import load
 
 
 def main() -> None:

@@ -10,43 +10,14 @@ Any argument of the script can follow its name. The wrappers add about a microse
 printed total SPS is that of the timed run (a whole run's figures, evaluation excluded).
 """
 
-import importlib.util
 import sys
-import time
 from collections import defaultdict
-from pathlib import Path
 
 import gymnasium as gym
 import torch
 import tyro
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load(script: str):
-    spec = importlib.util.spec_from_file_location(script[:-3], ROOT / "algorithms" / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def timed(totals: dict, name, function, running: set = set()):
-    """function, with its wall time added to totals[name] (name may be a callable of the call). A call
-    inside another timed call of the same name (get_value inside get_action_and_value) counts once."""
-
-    def wrapper(*args, **kwargs):
-        key = name() if callable(name) else name
-        if key in running:
-            return function(*args, **kwargs)
-        running.add(key)
-        start = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            totals[key] += time.perf_counter() - start
-            running.discard(key)
-
-    return wrapper
+from profiling import load, timed
 
 
 def main() -> None:

@@ -160,8 +160,7 @@ def test_loop_bootstraps_a_truncation_from_v_of_the_true_final_obs(in_tmp, monke
     def spy(rewards, values, next_values, terminations, dones, gamma, gae_lambda):
         with torch.no_grad():  # the agent has not been updated yet in this iteration
             final_value = agents[0].get_value(torch.tensor([[3.0, 1.0]])).item()
-        copy = lambda array: array.clone() if isinstance(array, torch.Tensor) else array.copy()  # ppo.py's are numpy
-        seen.append((copy(next_values), copy(terminations), copy(dones), final_value))
+        seen.append((next_values.copy(), terminations.copy(), dones.copy(), final_value))  # the rollout's numpy arrays
         return real_gae(rewards, values, next_values, terminations, dones, gamma, gae_lambda)
 
     real_gae = module.compute_gae
