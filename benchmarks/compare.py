@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,7 +124,9 @@ class Args:
     sb3_python: str = "~/venvs/sb3/bin/python"
     """the python of the Stable-Baselines3 virtualenv"""
     results_dir: str = "benchmarks/results"
-    """where compare.csv and compare.md go"""
+    """where the table's files go"""
+    table_name: str = "compare"
+    """the table's files are {table_name}.csv and .md (the GPU check writes compare_gpu: benchmarks/gpu_check.sh)"""
     render: bool = True
     """re-render benchmarks.md (benchmarks/run.py --render-only) at the end"""
     list_pairs: bool = False
@@ -138,7 +141,9 @@ def machine_name() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return f"{model}, {os.cpu_count()} cores"
+    gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                          text=True).stdout.split("\n") if shutil.which("nvidia-smi") else []
+    return f"{model}, {os.cpu_count()} cores" + "".join(f", {gpu.strip()}" for gpu in gpus if gpu.strip())
 
 
 def busy_fraction(seconds: float = 1.0) -> float:
@@ -306,7 +311,7 @@ def main(args: Args) -> int:
             return 2
     results_dir = ROOT / args.results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, table_path = results_dir / "compare.csv", results_dir / "compare.md"
+    csv_path, table_path = results_dir / f"{args.table_name}.csv", results_dir / f"{args.table_name}.md"
     rows = read_rows(csv_path)
     selected = [pair for pair in PAIRS if not args.pairs or pair.name in args.pairs]
     sides = ["peer", "lucidrl"] if args.only is None else [args.only]
