@@ -31,20 +31,21 @@ def test_n_step_returns_by_hand():
     assert a3c.n_step_returns(rewards, 0.0, 0.5).tolist() == [2.75, 3.5, 3.0]
 
 
-def test_shared_rmsprop_follows_the_papers_update_and_keeps_its_averages_in_shared_memory():
-    param = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    optimizer = a3c.SharedRMSprop([param], lr=0.1, alpha=0.5, eps=0.01)
-    square_avg = optimizer.state[param]["square_avg"]
-    assert square_avg.is_shared() and square_avg.tolist() == [0.0, 0.0]  # made before any step, to be shared
-    expected, average = param.detach().clone(), torch.zeros(2)
-    for grad in (torch.tensor([2.0, 1.0]), torch.tensor([-1.0, 3.0])):
-        param.grad = grad.clone()
-        optimizer.step()
-        average = 0.5 * average + 0.5 * grad ** 2  # g <- alpha g + (1 - alpha) grad^2
-        expected -= 0.1 * grad / torch.sqrt(average + 0.01)  # eps inside the square root (the paper)
-        torch.testing.assert_close(param.detach(), expected)
-    assert optimizer.state[param]["square_avg"] is square_avg  # updated in place: the workers' copies see it
-    assert param.tolist()[0] == pytest.approx(1 - 0.1 * 2 / 2.01 ** 0.5 + 0.1 / (0.5 * 2 + 0.5 + 0.01) ** 0.5)
+def test_shared_rmsprop_steps_as_torch_rmsprop_and_keeps_its_averages_in_shared_memory():
+    params = [torch.nn.Parameter(torch.tensor([1.0, -2.0, 3e-3])) for _ in range(2)]
+    ours = a3c.SharedRMSprop([params[0]], lr=0.1, alpha=0.5, eps=0.01)
+    reference = torch.optim.RMSprop([params[1]], lr=0.1, alpha=0.5, eps=0.01, foreach=False)
+    square_avg = ours.state[params[0]]["square_avg"]
+    assert square_avg.is_shared() and square_avg.tolist() == [0.0, 0.0, 0.0]  # made before any step, to be shared
+    for grad in (torch.tensor([2.0, 1.0, 1e-6]), torch.tensor([-1.0, 3.0, -1e-6])):
+        for param, optimizer in zip(params, (ours, reference)):
+            param.grad = grad.clone()
+            optimizer.step()
+        assert torch.equal(params[0], params[1])  # bitwise: the same operations in the same order
+    assert ours.state[params[0]]["square_avg"] is square_avg  # updated in place: the workers' copies see it
+    # by hand: g <- alpha g + (1 - alpha) grad^2; theta <- theta - lr grad / (sqrt(g) + eps), eps outside the root
+    # first coordinate: g = 0.5 * 4 = 2, then 0.5 * 2 + 0.5 * 1 = 1.5
+    assert params[0].tolist()[0] == pytest.approx(1 - 0.1 * 2 / (2 ** 0.5 + 0.01) + 0.1 / (1.5 ** 0.5 + 0.01))
 
 
 def test_shared_adam_matches_torch_adam_and_counts_its_steps_in_shared_memory():
@@ -199,7 +200,9 @@ def test_ctrl_c_stops_the_workers_and_still_evaluates_and_saves(tmp_path):
 def test_a3c_learns_cartpole(tmp_path):
     """Hogwild runs differ from one another even with a seed: a statistical bar, 2 of 3 seeds greedy >= 200 after
     30k steps with the defaults (the learning rate anneals over the 30k). A policy that has not learned falls
-    within about 10 steps. Measured: 500, 500, 436.8 (seeds 1-3), about 25 s each on a busy 2-core machine."""
+    within about 10 steps. Measured: 482.6, 389.0, 199.4, then 377.8, 497.8, 483.9 (seeds 1-3 twice) and
+    269.0, 464.7, 500 (seeds 4-6): 8 of 9 runs >= 200, so the test fails about 3 times in 100. About 25 s each
+    on a busy 2-core machine."""
     reached = 0
     for seed in (1, 2, 3):
         (tmp_path / str(seed)).mkdir()
