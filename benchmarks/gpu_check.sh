@@ -9,7 +9,7 @@
 #      time (both sides take the GPU by default: `--cuda` is on in both), into compare_gpu.csv / .md.
 # Everything lands in $OUT (the device tool brings it back): gpu.txt, smoke.md, compare_gpu.csv,
 # compare_gpu.md and log.txt. Copy compare_gpu.* into benchmarks/results/ and smoke.md beside them as
-# gpu_smoke.md; benchmarks.md includes both.
+# gpu_smoke.md, and name both in full.toml's speed appendix (its fragments) so that benchmarks.md includes them.
 #
 # PAIRS (names from `python benchmarks/compare.py --list-pairs`) and SMOKE (0 skips step 1) are environment
 # variables; the default pairs are the three LeanRL's published GPU gains are for (SAC 5.7x, TD3 3.4x,

@@ -55,10 +55,21 @@ class Args:
     """also write the table to this file"""
 
 
+def command(script: str, flags: list) -> list:
+    return [sys.executable, str(ROOT / "algorithms" / script), *flags]
+
+
+def script_env() -> dict:
+    return dict(os.environ, WANDB_MODE="offline", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+
+
 def run(script: str, flags: list, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
-    return subprocess.run([sys.executable, str(ROOT / "algorithms" / script), *flags], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(command(script, flags), cwd=cwd, env=script_env(), capture_output=True, text=True)
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    """What a failed run said last (its error, for the table's note)."""
+    return (result.stderr.strip().splitlines() or ["?"])[-1]
 
 
 def run_directory(cwd: Path) -> Path:
@@ -68,7 +79,7 @@ def run_directory(cwd: Path) -> Path:
 
 def saved_tensors(run_dir: Path) -> dict:
     """Every tensor of the saved model file, by its path in the saved dictionary, on the device it was saved from."""
-    (model_file,) = [path for path in run_dir.glob("*.pt")]
+    (model_file,) = run_dir.glob("*.pt")
     found = {}
 
     def walk(value, name):
@@ -92,15 +103,14 @@ def smoke(script: str, workdir: Path) -> dict:
     whole = run(script, flags, whole_dir)
     seconds = time.perf_counter() - start
     if whole.returncode != 0:
-        return {"script": script, "ok": "no", "note": (whole.stderr.strip().splitlines() or ["?"])[-1]}
+        return {"script": script, "ok": "no", "note": last_line(whole)}
     whole_run = run_directory(whole_dir)
     tensors = saved_tensors(whole_run)
     devices = sorted({str(tensor.device) for tensor in tensors.values()})
     summary = json.loads((whole_run / "summary.json").read_text())
 
     # the same run, killed once its first checkpoint is on disk, then resumed from it
-    process = subprocess.Popen([sys.executable, str(ROOT / "algorithms" / script), *flags], cwd=stopped_dir,
-                               env=dict(os.environ, WANDB_MODE="offline"), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(command(script, flags), cwd=stopped_dir, env=script_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + KILL_WAIT_SECONDS
     while (not list(stopped_dir.glob("runs/*/checkpoints/checkpoint_*.pt")) and process.poll() is None
@@ -113,7 +123,7 @@ def smoke(script: str, workdir: Path) -> dict:
         return {"script": script, "ok": "no", "note": "no checkpoint was written"}
     resumed = run(script, flags + ["--resume", str(checkpoints[0])], stopped_dir)
     if resumed.returncode != 0:
-        return {"script": script, "ok": "no", "note": "resume: " + (resumed.stderr.strip().splitlines() or ["?"])[-1]}
+        return {"script": script, "ok": "no", "note": "resume: " + last_line(resumed)}
     resumed_run = run_directory(stopped_dir)
     with open(whole_run / "episodes.csv") as whole_file, open(resumed_run / "episodes.csv") as resumed_file:
         # the wall-time column differs between any two runs; the rest must not
