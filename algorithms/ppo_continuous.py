@@ -202,6 +202,12 @@ def check_spaces(args: Args, obs_space: gym.Space, action_space: gym.Space) -> N
         fail(f"ppo_continuous.py needs Box observations; {args.env_id} has {obs_space}. Try --flatten-obs (a one-hot vector).")
 
 
+def clip(x: np.ndarray, low, high) -> np.ndarray:
+    """np.clip(x, low, high), the same values and dtype (a NaN stays NaN): np.clip's dispatch costs 2-3 µs
+    more than these two comparisons, and the rollout clips three times per environment step."""
+    return np.minimum(np.maximum(x, low), high)
+
+
 class RunningMeanStd:
     """Running mean and variance of a stream of batches, merged batch by batch (the parallel algorithm
     of Chan et al. 1979, as in SB3 and gymnasium), in float64 (as SB3)."""
@@ -211,15 +217,20 @@ class RunningMeanStd:
         self.count = 1e-4  # a tiny prior count so the first merge needs no special case (as SB3)
 
     def update(self, batch: np.ndarray) -> None:
-        """batch: (n, *shape), n samples merged at once."""
-        batch_mean, batch_var, batch_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        """batch: (n, *shape), n samples merged at once. The batch's mean and variance are np.mean's and
+        np.var's own arithmetic (a pairwise sum, then a division by n; the squared deviations alike),
+        so the statistics are the same to the last bit, without their argument handling: this runs
+        twice at every environment step, and np.mean + np.var cost 10 µs of a 4 µs computation."""
+        batch_count = batch.shape[0]
+        batch_mean = np.add.reduce(batch, axis=0) / batch_count
+        batch_var = np.add.reduce(np.square(batch - batch_mean), axis=0) / batch_count
         delta, total = batch_mean - self.mean, self.count + batch_count
         self.mean = self.mean + delta * batch_count / total
         self.var = (self.var * self.count + batch_var * batch_count + delta ** 2 * self.count * batch_count / total) / total
         self.count = total
 
     def normalize(self, batch: np.ndarray) -> np.ndarray:
-        return np.clip((batch - self.mean) / np.sqrt(self.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
+        return clip((batch - self.mean) / np.sqrt(self.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
 
     def state_dict(self) -> dict:  # tensors, so torch.load's safe (weights-only) mode reads them back
         return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": self.count}
@@ -240,7 +251,7 @@ class RewardScaler:
         self.returns = self.returns * self.gamma + rewards
         self.return_rms.update(self.returns)
         self.returns[dones] = 0.0
-        return np.clip(rewards / np.sqrt(self.return_rms.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
+        return clip(rewards / np.sqrt(self.return_rms.var + NORM_EPSILON), -NORM_CLIP, NORM_CLIP)
 
     def state_dict(self) -> dict:  # for a checkpoint: each env's discounted return so far, and their statistics
         return {"returns": torch.tensor(self.returns), "return_rms": self.return_rms.state_dict()}
@@ -621,7 +632,7 @@ def train(args: Args) -> dict:
                 actions[step], logprobs[step], values[step] = action.cpu().numpy(), logprob.cpu().numpy(), value.cpu().numpy()
                 # Only the env sees the action clipped to its bounds; storage keeps the sample whose
                 # log-prob was taken (continuous detail 5: clipping it there would bias the policy gradient).
-                env_action = np.clip(actions[step], action_low, action_high).reshape(envs.action_space.shape)
+                env_action = clip(actions[step], action_low, action_high).reshape(envs.action_space.shape)
                 next_obs_np, reward, terminated, truncated, infos = envs.step(env_action)
                 next_obs_np = next_obs_np.reshape(args.num_envs, -1)
                 obs_rms.update(next_obs_np)
