@@ -275,21 +275,27 @@ def render_table(rows: dict) -> str:
              "(the *runs* column). CleanRL runs Hopper-v4 (gymnasium 0.29, its pinned "
              "version), LucidRL and SB3 Hopper-v5.", "",
              "| pair | steps | runs | peer | learning steps/s (peer → LucidRL) | ratio | whole steps/s (peer → LucidRL) "
-             "| ratio | wall s (peer / LucidRL) | peak MB (peer / LucidRL) | return (peer / LucidRL) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| ratio | wall s (peer / LucidRL) | peak MB (peer / LucidRL) | return (peer / LucidRL) | measured on |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for pair in PAIRS:
         ours, theirs = rows.get((pair.name, "lucidrl")), rows.get((pair.name, "peer"))
         if ours is None or theirs is None:
             continue
         peer = {"cleanrl": "CleanRL", "sb3": "SB3"}[pair.peer]
+        # A ratio is a measurement only when both sides ran on one machine on one day (machines change
+        # between sessions and their speed drifts): otherwise the row shows the figures and no ratio.
+        side_by_side = (ours["machine"], ours["date"]) == (theirs["machine"], theirs["date"])
+        pair_ratio = ratio if side_by_side else lambda *_: "— (not side by side)"
+        measured_on = (f"{theirs['machine']}, {theirs['date']}" if side_by_side else
+                       f"{theirs['machine']}, {theirs['date']} / {ours['machine']}, {ours['date']}")
         lines.append(
             f"| {pair.script} {pair.env_id} | {pair.total_timesteps:,} | {theirs['runs']} / {ours['runs']} | {peer} {pair.peer_target} | "
             f"{number(theirs['learning_sps'])} → {number(ours['learning_sps'])} | "
-            f"{ratio(ours['learning_sps'], theirs['learning_sps'])} | "
-            f"{number(theirs['whole_sps'])} → {number(ours['whole_sps'])} | {ratio(ours['whole_sps'], theirs['whole_sps'])} | "
+            f"{pair_ratio(ours['learning_sps'], theirs['learning_sps'])} | "
+            f"{number(theirs['whole_sps'])} → {number(ours['whole_sps'])} | {pair_ratio(ours['whole_sps'], theirs['whole_sps'])} | "
             f"{number(theirs['wall_time'], 1)} / {number(ours['wall_time'], 1)} | "
             f"{number(theirs['peak_mb'])} / {number(ours['peak_mb'])} | "
-            f"{number(theirs['return_last10'], 1)} / {number(ours['return_last10'], 1)} |")
+            f"{number(theirs['return_last10'], 1)} / {number(ours['return_last10'], 1)} | {measured_on} |")
     return "\n".join(lines)
 
 

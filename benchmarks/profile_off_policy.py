@@ -7,7 +7,14 @@ Wraps the pieces of the real training loop with timers (no change to the script)
 
 Any argument of the script can follow its name. Timing starts at the first gradient step (the
 warm-up steps take no update and would dilute the figures); the wrappers add about a microsecond
-per call.
+per call. Two options go before the script's name:
+
+    python benchmarks/profile_off_policy.py --ops sac.py --env-id Pendulum-v1 --total-timesteps 8000
+    python benchmarks/profile_off_policy.py --compile sac.py --env-id Pendulum-v1 --total-timesteps 8000
+
+--ops adds torch.profiler's table of the learning phase's operators (time per call and calls per
+update: the matrix products against everything else); --compile runs the networks' forwards through
+torch.compile (their backward too, through AOTAutograd), an A/B of compiling against the script as it is.
 """
 
 import sys
@@ -22,9 +29,13 @@ from profiling import load
 
 
 def main() -> None:
+    options = []
+    while len(sys.argv) > 1 and sys.argv[1] in ("--ops", "--compile"):
+        options.append(sys.argv.pop(1))
     if len(sys.argv) < 2 or sys.argv[1] not in ("sac.py", "td3.py", "ddpg.py"):
-        raise SystemExit("usage: python benchmarks/profile_off_policy.py {sac.py,td3.py,ddpg.py} [script args]")
+        raise SystemExit("usage: python benchmarks/profile_off_policy.py [--ops] [--compile] {sac.py,td3.py,ddpg.py} [script args]")
     module = load(sys.argv[1])
+    sys.modules[module.__name__] = module  # torch.compile looks the networks' module up by name
     args = tyro.cli(module.Args, args=sys.argv[2:])
     totals = defaultdict(float)
     learning = {"start": None, "steps": 0}
@@ -41,10 +52,15 @@ def main() -> None:
 
         return wrapper
 
+    operator_profile = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if "--ops" in options else None
+
     def first_sample_starts_the_clock(sample):
         def wrapper(*a, **k):
             if learning["start"] is None:
                 learning["start"] = time.perf_counter()
+                if operator_profile is not None:
+                    operator_profile.start()
+            learning["updates"] = learning.get("updates", 0) + 1
             return sample(*a, **k)
 
         return wrapper
@@ -61,8 +77,11 @@ def main() -> None:
     module.ReplayBuffer.add = timed("store transitions (buffer add)", module.ReplayBuffer.add)
     module.ReplayBuffer.sample = timed("sample a batch", first_sample_starts_the_clock(module.ReplayBuffer.sample))
     acting = lambda: "acting (actor forward, noise)" if torch.is_inference_mode_enabled() else "update: forwards"
-    module.Actor.forward = timed(acting, module.Actor.forward)
     critic_class = module.SoftQNetwork if hasattr(module, "SoftQNetwork") else module.QNetwork
+    if "--compile" in options:  # before the timers, so that they time the compiled forwards
+        module.Actor.forward = torch.compile(module.Actor.forward)
+        critic_class.forward = torch.compile(critic_class.forward)
+    module.Actor.forward = timed(acting, module.Actor.forward)
     critic_class.forward = timed("update: forwards", critic_class.forward)
     torch.Tensor.backward = timed("update: backward", torch.Tensor.backward)
     torch.optim.Adam.step = timed("update: Adam steps", torch.optim.Adam.step)
@@ -71,6 +90,8 @@ def main() -> None:
 
     result = module.train(args)
     wall = time.perf_counter() - learning["start"]
+    if operator_profile is not None:
+        operator_profile.stop()
     # the end of train() (summary, files) is outside the loop: subtract nothing, it is milliseconds
     steps = learning["steps"]
     print(f"\n{sys.argv[1]}: {steps:,} learning-phase steps in {wall:.1f} s = {steps / wall:,.0f} SPS "
@@ -79,6 +100,13 @@ def main() -> None:
     rest = ("the rest (loss arithmetic, loop, logging)", wall - sum(totals.values()))
     for name, seconds in sorted(totals.items(), key=lambda item: -item[1]) + [rest]:
         print(f"{name:<36}{seconds:>9.2f}{seconds / wall:>8.1%}{1e6 * seconds / steps:>9.0f}")
+    if operator_profile is not None:  # self time: each operator's own, not that of the operators it calls
+        events = sorted(operator_profile.key_averages(), key=lambda event: -event.self_cpu_time_total)
+        profiled = sum(event.self_cpu_time_total for event in events)
+        print(f"\n{'operator (learning phase, self time)':<44}{'share':>8}{'µs/call':>9}{'calls/update':>14}")
+        for event in events[:15]:
+            print(f"{event.key[:43]:<44}{event.self_cpu_time_total / profiled:>8.1%}"
+                  f"{event.self_cpu_time_total / event.count:>9.1f}{event.count / learning['updates']:>14.1f}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,16 @@ def test_the_table_shows_a_pair_only_when_both_sides_ran():
     table = compare.render_table(rows)
     assert "| sac.py Pendulum-v1 | 15,000 | 1 / 1 | CleanRL sac_continuous_action.py | 100 → 200 | **2.00×** |" in table
     assert "td3.py" not in table
-    assert "test CPU, 2 cores" in table
+    assert "test CPU, 2 cores, 2026-11-28 |" in table
+
+
+def test_a_ratio_needs_both_sides_on_one_machine_on_one_day():
+    row = {"runs": "1", "learning_sps": "200", "whole_sps": "300", "wall_time": "10", "peak_mb": "300",
+           "return_last10": "-150", "machine": "test CPU, 2 cores", "date": "2026-11-28"}
+    for other in ({"machine": "another CPU, 2 cores"}, {"date": "2026-11-29"}):
+        rows = {("sac-pendulum-cleanrl", "lucidrl"): row, ("sac-pendulum-cleanrl", "peer"): dict(row, **other)}
+        table = compare.render_table(rows)
+        assert "| 200 → 200 | — (not side by side) |" in table and "×" not in table
 
 
 def test_every_pair_names_a_script_and_a_peer_that_exist():
