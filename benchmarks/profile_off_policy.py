@@ -38,7 +38,7 @@ def main() -> None:
     sys.modules[module.__name__] = module  # torch.compile looks the networks' module up by name
     args = tyro.cli(module.Args, args=sys.argv[2:])
     totals = defaultdict(float)
-    learning = {"start": None, "steps": 0}
+    learning = {"start": None, "steps": 0, "updates": 0}  # one replay sample per update
 
     def timed(name, function):
         def wrapper(*a, **k):
@@ -60,7 +60,7 @@ def main() -> None:
                 learning["start"] = time.perf_counter()
                 if operator_profile is not None:
                     operator_profile.start()
-            learning["updates"] = learning.get("updates", 0) + 1
+            learning["updates"] += 1
             return sample(*a, **k)
 
         return wrapper
