@@ -263,10 +263,8 @@ def ratio(ours: str, theirs: str) -> str:
 
 
 def render_table(rows: dict) -> str:
-    machines = sorted({row["machine"] for row in rows.values()})
-    dates = sorted({row["date"] for row in rows.values()})
-    lines = [f"Measured by `python benchmarks/compare.py` on {' / '.join(machines) or '—'}, "
-             f"{' / '.join(dates) or '—'}; Python {platform.python_version()}. One process at a time on an idle "
+    lines = [f"Measured by `python benchmarks/compare.py` (each row on the machine and day its last column names); "
+             f"Python {platform.python_version()}. One process at a time on an idle "
              "machine, seed 1, the same hyperparameters and budget on both sides; ratio = LucidRL / peer. "
              "*learning*: steps/s after the warm-up (every step pays for an update in the off-policy scripts); "
              "*whole*: each program's own steps/s for its training loop; *wall*: process start to exit "

@@ -10,8 +10,8 @@ model sees (1000·seed + 100,000 + k).
     python benchmarks/dqn_variants_eval.py --env-id Acrobot-v1 --seeds 1 2 3 4 5 6 --workers 2
 
 Runs go under --work-dir (git-ignored by default); a (variant, seed) whose evaluation exists is not rerun,
-so a killed comparison resumes. Prints a markdown table: per seed the 100-episode greedy mean, their mean
-and spread, how many runs fall under --bad-below, the 10-episode greedy figure of the run itself, and the
+so a killed comparison resumes. Prints a markdown table: per seed the 100-episode greedy mean, their mean,
+spread and median, how many runs fall under --bad-below, the 10-episode greedy figure of the run itself, and the
 mean of the last 100 training episodes.
 """
 
@@ -68,26 +68,27 @@ def train_and_evaluate(args: Args, work_dir: Path, variant: str, seed: int) -> N
         return  # done in an earlier invocation
     for stale in [*work_dir.glob(f"runs/*__{tag}__*"), *work_dir.glob(f"runs/*__eval-{tag}__*")]:
         shutil.rmtree(stale)  # a run killed before its evaluation ended starts over
-    script = str(ROOT / "algorithms" / "dqn.py")
     (work_dir / "logs").mkdir(exist_ok=True)
-    with open(work_dir / "logs" / f"{tag}.log", "w") as log:  # both commands' output, to read when one fails
-        for command in ([script, "--env-id", args.env_id, "--total-timesteps", str(args.total_timesteps),
-                         *VARIANTS[variant], *shlex.split(args.dqn_args), "--seed", str(seed), "--save-model",
-                         "--exp-name", tag],
-                        [script, "--env-id", args.env_id, "--total-timesteps", "0", "--model-path", "MODEL",
-                         "--seed", str(1000 * seed), "--eval-episodes", str(args.eval_episodes), "--exp-name", f"eval-{tag}"]):
-            command = [str(run_dir(work_dir, tag) / f"{tag}.pt") if part == "MODEL" else part for part in command]
-            log.write(f"$ python {' '.join(command)}\n")
+    log_path = work_dir / "logs" / f"{tag}.log"  # both commands' output, to read when one fails
+    with open(log_path, "w") as log:
+        def dqn(*flags: str) -> None:
+            command = [sys.executable, str(ROOT / "algorithms" / "dqn.py"), "--env-id", args.env_id, *flags]
+            log.write(f"$ {' '.join(command)}\n")
             log.flush()
-            if subprocess.run([sys.executable, *command], cwd=work_dir, stdout=log, stderr=subprocess.STDOUT).returncode:
-                raise SystemExit(f"{variant} seed {seed} failed: see {work_dir / 'logs' / f'{tag}.log'}")
+            if subprocess.run(command, cwd=work_dir, stdout=log, stderr=subprocess.STDOUT).returncode:
+                raise SystemExit(f"{variant} seed {seed} failed: see {log_path}")
+
+        dqn("--total-timesteps", str(args.total_timesteps), *VARIANTS[variant], *shlex.split(args.dqn_args),
+            "--seed", str(seed), "--save-model", "--exp-name", tag)
+        dqn("--total-timesteps", "0", "--model-path", str(run_dir(work_dir, tag) / f"{tag}.pt"),
+            "--seed", str(1000 * seed), "--eval-episodes", str(args.eval_episodes), "--exp-name", f"eval-{tag}")
     print(f"{variant} seed {seed}: done", flush=True)
 
 
 def table(args: Args, work_dir: Path) -> str:
     lines = [f"| variant | greedy over {args.eval_episodes} episodes, seeds {', '.join(map(str, args.seeds))} | mean ± std "
-             f"| runs under {args.bad_below:g} | greedy, the run's 10 episodes | last 100 training episodes |",
-             "|---|---|---|---|---|---|"]
+             f"| median | runs under {args.bad_below:g} | greedy, the run's 10 episodes | last 100 training episodes |",
+             "|---|---|---|---|---|---|---|"]
     for variant in args.variants:
         greedy, own, last100 = [], [], []
         for seed in args.seeds:
@@ -99,7 +100,7 @@ def table(args: Args, work_dir: Path) -> str:
                 returns = [float(row["episode_return"]) for row in csv.DictReader(file)]
             last100.append(statistics.mean(returns[-100:]))
         lines.append(f"| {variant} | {', '.join(f'{value:.1f}' for value in greedy)} | {statistics.mean(greedy):.1f} ± "
-                     f"{statistics.pstdev(greedy):.1f} | {sum(value < args.bad_below for value in greedy)} of {len(greedy)} | "
+                     f"{statistics.pstdev(greedy):.1f} | {statistics.median(greedy):.1f} | {sum(value < args.bad_below for value in greedy)} of {len(greedy)} | "
                      f"{statistics.mean(own):.1f} | {statistics.mean(last100):.1f} ± {statistics.pstdev(last100):.1f} |")
     return "\n".join(lines)
 

@@ -39,11 +39,13 @@ def test_median_and_ratio():
     assert compare.ratio("", "100") == "—" and compare.ratio("1", "0") == "—"
 
 
+ROW = {"runs": "1", "learning_sps": "200", "whole_sps": "300", "wall_time": "10", "peak_mb": "300",
+       "return_last10": "-150", "machine": "test CPU, 2 cores", "date": "2026-11-28"}
+
+
 def test_the_table_shows_a_pair_only_when_both_sides_ran():
-    row = {"runs": "1", "learning_sps": "200", "whole_sps": "300", "wall_time": "10", "peak_mb": "300",
-           "return_last10": "-150", "machine": "test CPU, 2 cores", "date": "2026-11-28"}
-    rows = {("sac-pendulum-cleanrl", "lucidrl"): row, ("sac-pendulum-cleanrl", "peer"): dict(row, learning_sps="100"),
-            ("td3-pendulum-cleanrl", "lucidrl"): row}
+    rows = {("sac-pendulum-cleanrl", "lucidrl"): ROW, ("sac-pendulum-cleanrl", "peer"): dict(ROW, learning_sps="100"),
+            ("td3-pendulum-cleanrl", "lucidrl"): ROW}
     table = compare.render_table(rows)
     assert "| sac.py Pendulum-v1 | 15,000 | 1 / 1 | CleanRL sac_continuous_action.py | 100 → 200 | **2.00×** |" in table
     assert "td3.py" not in table
@@ -51,10 +53,8 @@ def test_the_table_shows_a_pair_only_when_both_sides_ran():
 
 
 def test_a_ratio_needs_both_sides_on_one_machine_on_one_day():
-    row = {"runs": "1", "learning_sps": "200", "whole_sps": "300", "wall_time": "10", "peak_mb": "300",
-           "return_last10": "-150", "machine": "test CPU, 2 cores", "date": "2026-11-28"}
     for other in ({"machine": "another CPU, 2 cores"}, {"date": "2026-11-29"}):
-        rows = {("sac-pendulum-cleanrl", "lucidrl"): row, ("sac-pendulum-cleanrl", "peer"): dict(row, **other)}
+        rows = {("sac-pendulum-cleanrl", "lucidrl"): ROW, ("sac-pendulum-cleanrl", "peer"): dict(ROW, **other)}
         table = compare.render_table(rows)
         assert "| 200 → 200 | — (not side by side) |" in table and "×" not in table
 
