@@ -20,7 +20,7 @@ PyTorch A3C ports). 4 workers: see num_workers.
 A worker's episode ends its rollout (as in the paper): a time-limit truncation is bootstrapped from
 V(true final obs), which a single env without autoreset still holds; only a termination drops it.
 Runs are not reproducible: the workers race on the shared weights, so the same seed gives other
-episodes (with --num-workers 1 they are reproducible). For the same reason there is no --resume.
+episodes (with --num-workers 1 they are reproducible: REPRODUCIBLE_ARGS).
 CPU only: Hogwild shares the weights through CPU shared memory. Works with the spawn, forkserver and
 fork start methods; a worker builds its own env from the arguments.
 
@@ -31,9 +31,18 @@ Spaces: Box (vector) observations, Discrete actions.
     python algorithms/a3c.py --env-id my_package.my_envs:MyEnv-v0  # imports my_package.my_envs, which registers it
     python algorithms/a3c.py --model-path runs/.../a3c.pt --total-timesteps 0 --capture-video
 The last line evaluates a saved model without training (and records the evaluation episodes).
+
+Long runs resume: `--checkpoint-every 100000 --checkpoint-dir ~/checkpoints` writes, once every worker has
+finished the episode it is in after each 100,000 steps (the workers wait for each other at that episode
+boundary, so no env's state is caught mid-episode), the shared weights and optimizer state, the step
+counter, the episodes so far and each worker's random states (its env's included); rerunning the same
+command with `--resume PATH` continues it in its run directory. With one worker the resumed run is
+bitwise the one that never stopped; with more, the workers race after the resume as in any run.
 """
 
+import copy
 import csv
+import glob
 import json
 import os
 import pickle
@@ -55,6 +64,7 @@ import tyro
 from torch.distributions import Categorical
 
 DETERMINISTIC = False  # the same seed gives other episodes (workers race on the shared weights): for the harness
+REPRODUCIBLE_ARGS = ["--num-workers", "1"]  # ... except with one worker (the harness checks these runs instead)
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
 PROGRESS_SECONDS = 5.0  # at most one console progress line this often
 LOG_EVERY_UPDATES = 500  # worker 0 sends its losses to the figures every this many updates
@@ -85,6 +95,13 @@ class Args:
     """save the model to runs/{run_name}/{exp_name}.pt"""
     model_path: Optional[str] = None
     """load a saved model before training; with --total-timesteps 0 this only evaluates it"""
+    checkpoint_every: int = 0
+    """write a checkpoint to resume from at the first episode boundary of every worker after every this many
+    environment steps (0: never); the latest two are kept"""
+    checkpoint_dir: Optional[str] = None
+    """where checkpoints go; None: runs/{run_name}/checkpoints (keep a long run's outside the work tree)"""
+    resume: Optional[str] = None
+    """a checkpoint to continue, given with the run's own arguments: the run goes on in its run directory"""
     env_id: str = "CartPole-v1"
     """the Gymnasium environment id (Box observations, Discrete actions); "package.module:Env-v0" imports the module first"""
     env_kwargs: str = "{}"
@@ -347,11 +364,29 @@ def bootstrap_value(agent: Agent, last_obs, terminated: bool) -> float:
         return agent.get_value(network_input(last_obs)).item()
 
 
+def worker_state(env: gym.Env, updates: int) -> dict:
+    """What a worker needs to go on after a checkpoint, taken at an episode boundary (before the next reset):
+    its process's random streams (torch's draws the actions), its env's (the next reset draws from it) and
+    its update count. Plain numpy and python objects: they travel through the message queue."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state().numpy(),
+            "env": copy.deepcopy(env.unwrapped.np_random.bit_generator.state), "updates": updates}
+
+
+def set_worker_state(state: dict, env: gym.Env) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(torch.from_numpy(state["torch"]))
+    env.unwrapped.np_random.bit_generator.state = state["env"]
+
+
 def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_agent: Agent,
-           optimizer: torch.optim.Optimizer, global_step, messages, stop) -> None:
+           optimizer: torch.optim.Optimizer, global_step, messages, stop, pause, proceed,
+           resume_state: Optional[dict]) -> None:
     """One actor-learner of Algorithm S3, in its own process: sync, play, compute the gradient, apply it to the
     shared weights, until the shared budget is spent or `stop` is set. Sends ("episode", step, return, length),
-    ("figures", step, dict) and ("error", text) to the main process, which writes every file."""
+    ("figures", step, dict) and ("error", text) to the main process, which writes every file. While `pause` is
+    set (a checkpoint is due), the worker ends its episode, sends ("paused", worker_id, worker_state) and waits
+    for `proceed`; resume_state (from a checkpoint) puts it back at that episode boundary."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it sets `stop`
     torch.set_num_threads(1)  # tiny networks; each worker is one core's worth of work (as the paper)
     seed = args.seed + worker_id
@@ -365,6 +400,10 @@ def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_age
     rewards = torch.zeros(args.num_steps)
     next_obs, _ = env.reset(seed=seed)
     updates = 0
+    if resume_state is not None:  # go on from the episode boundary where this worker stopped for the checkpoint
+        set_worker_state(resume_state, env)
+        updates = resume_state["updates"]
+        next_obs, _ = env.reset()
     while not stop.is_set():
         granted = claim_steps(global_step, args.num_steps, args.total_timesteps)
         if granted == 0:
@@ -390,27 +429,35 @@ def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_age
             messages.put(("figures", global_step.value, {"charts/learning_rate": optimizer.param_groups[0]["lr"], **losses}))
         if terminated or truncated:
             messages.put(("episode", global_step.value, float(info["episode"]["r"]), int(info["episode"]["l"])))
+            if pause.is_set():  # a checkpoint is due: hand over this worker's state and wait until it is written
+                messages.put(("paused", worker_id, worker_state(env, updates)))
+                while not proceed.wait(QUEUE_POLL_SECONDS) and not stop.is_set():
+                    pass
             next_obs, _ = env.reset()
     env.close()
 
 
-def start_workers(args: Args, obs_size: int, n_actions: int, shared_agent: Agent, optimizer) -> tuple:
-    """num_workers processes of `worker`; returns them, the shared step counter, the message queue and the
-    stop event. Everything handed over pickles (spawn and forkserver pickle it; fork inherits it)."""
+def start_workers(args: Args, obs_size: int, n_actions: int, shared_agent: Agent, optimizer,
+                  checkpoint: Optional[dict]) -> tuple:
+    """num_workers processes of `worker` (each from its state in the checkpoint, when resuming); returns them,
+    the shared step counter, the message queue and the stop, pause and proceed events. Everything handed over
+    pickles (spawn and forkserver pickle it; fork inherits it)."""
     context = mp.get_context(args.start_method)
-    global_step = context.Value("q", 0)  # int64 with its own lock
-    messages, stop = context.Queue(), context.Event()
+    global_step = context.Value("q", checkpoint["global_step"] if checkpoint else 0)  # int64 with its own lock
+    messages, stop, pause, proceed = context.Queue(), context.Event(), context.Event(), context.Event()
+    resume_states = checkpoint["workers"] if checkpoint else [None] * args.num_workers
     # ignore Ctrl-C while the workers start, so that a spawned interpreter inherits the ignoring
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         workers = [context.Process(target=worker, args=(worker_id, args, obs_size, n_actions, shared_agent, optimizer,
-                                                        global_step, messages, stop), daemon=True)
+                                                        global_step, messages, stop, pause, proceed,
+                                                        resume_states[worker_id]), daemon=True)
                    for worker_id in range(args.num_workers)]
         for process in workers:
             process.start()
     finally:
         signal.signal(signal.SIGINT, handler)
-    return workers, global_step, messages, stop
+    return workers, global_step, messages, stop, pause, proceed
 
 
 def wait_for_workers(workers: list, messages, stop, handle) -> None:
@@ -447,23 +494,78 @@ def evaluate(agent: Agent, args: Args, run_dir: str) -> list:
     return returns
 
 
+# ---------------------------------------------------------------------------------------- Checkpoints
+ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
+                            "wandb_entity", "capture_video", "save_model", "start_method"}
+CHECKPOINTS_KEPT = 2  # the latest two; a checkpoint of the default 64-64 networks is ≈ 0.1 MB
+
+
+def next_checkpoint(global_step: int, checkpoint_every: int) -> int:
+    """The first multiple of checkpoint_every past global_step (0 when checkpoints are off)."""
+    return (global_step // checkpoint_every + 1) * checkpoint_every if checkpoint_every else 0
+
+
+def write_checkpoint(checkpoint: dict, directory: str, global_step: int) -> str:
+    """Atomically: a temporary file, synced, then renamed over, so a kill mid-write leaves the previous
+    checkpoint whole. Keeps the latest CHECKPOINTS_KEPT."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"checkpoint_{global_step:012d}.pt")  # zero-padded: names sort by step
+    with open(path + ".tmp", "wb") as file:
+        torch.save(checkpoint, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(path + ".tmp", path)
+    for old in sorted(glob.glob(os.path.join(directory, "checkpoint_*.pt")))[:-CHECKPOINTS_KEPT]:
+        os.remove(old)
+    return path
+
+
+def load_checkpoint(args: Args) -> dict:
+    """The checkpoint to resume, refused in one line when it is unreadable, another script's, or made
+    with other arguments (beyond ARGS_A_RESUME_MAY_CHANGE)."""
+    try:
+        # our own file holds numpy and python random states besides tensors: not weights only
+        checkpoint = torch.load(args.resume, map_location="cpu", weights_only=False)
+        saved_args, script = checkpoint["args"], checkpoint["script"]
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        fail(f"--resume {args.resume} is not a readable checkpoint (corrupt or truncated?): {str(error).splitlines()[0]}")
+    if script != "a3c.py":
+        fail(f"--resume {args.resume} is a checkpoint of {script}, not of a3c.py")
+    changed = [f"--{name.replace('_', '-')} {saved_args.get(name)} (now {value})" for name, value in vars(args).items()
+               if name not in ARGS_A_RESUME_MAY_CHANGE and saved_args.get(name) != value]
+    if changed:
+        fail(f"--resume needs the run's own arguments; the checkpoint was made with {', '.join(changed)}")
+    return checkpoint
+
+
+def load_shared_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
+    """The saved optimizer state copied into the shared tensors the optimizer made before the workers start
+    (Optimizer.load_state_dict would put new tensors in their place, which the workers would not share)."""
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    for index, param in enumerate(params):
+        for name, value in state_dict["state"][index].items():
+            optimizer.state[param][name].copy_(value)
+
+
 # ---------------------------------------------------------------------------------------- Logging
 class FigureLog:
     """Sends the run's figures to Weights & Biases (--track) and/or TensorBoard (--tensorboard); both
     are imported only when asked for (they are slow to import and optional)."""
 
-    def __init__(self, args: Args, run_name: str, run_dir: str):
+    def __init__(self, args: Args, run_name: str, run_dir: str, resumed: Optional[dict] = None):
         self.wandb = self.writer = None
         if args.track:
             import wandb
 
+            # a resumed run continues its W&B run
             wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args),
-                       dir=run_dir)
+                       dir=run_dir, id=resumed and resumed["wandb_run_id"], resume="allow" if resumed else None)
             self.wandb = wandb
         if args.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(run_dir)  # the arguments are in summary.json beside it
+            # the arguments are in summary.json beside it; a resumed run drops what was logged after its checkpoint
+            self.writer = SummaryWriter(run_dir, purge_step=resumed and resumed["global_step"])
         self.on = self.wandb is not None or self.writer is not None  # callers skip building figures otherwise
 
     def log(self, figures: dict, step: int) -> None:
@@ -492,6 +594,10 @@ def check_args(args: Args) -> None:
         fail(f"--gamma must be in [0, 1]; got {args.gamma}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
+    if args.checkpoint_every < 0:
+        fail(f"--checkpoint-every must be >= 0 (0: no checkpoints); got {args.checkpoint_every}")
+    if args.resume is not None and (not os.path.isfile(args.resume) or args.model_path is not None):
+        fail(f"--resume {args.resume} must be a checkpoint file, and not combined with --model-path")
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as error:
@@ -513,6 +619,7 @@ def warn_if_env_differs(saved_args: dict, args: Args) -> None:
 
 def train(args: Args) -> dict:
     check_args(args)
+    checkpoint = load_checkpoint(args) if args.resume is not None else None
     first_env = make_checked_env(args)
     check_spaces(args, first_env.observation_space, first_env.action_space)
     obs_size, n_actions = int(np.prod(first_env.observation_space.shape)), int(first_env.action_space.n)
@@ -531,23 +638,51 @@ def train(args: Args) -> dict:
         warn_if_env_differs(saved.get("args", {}), args)
     shared_agent.share_memory()  # the workers write the weights in place (Hogwild, Recht et al. 2011)
     optimizer = make_optimizer(shared_agent, args)
+    if checkpoint is not None:  # into the shared tensors, before the workers start
+        shared_agent.load_state_dict(checkpoint["agent"])
+        load_shared_optimizer_state(optimizer, checkpoint["optimizer"])
 
     # "package.module:Env-v0" and "Namespace/Env-v0" make one directory name, not a path
     run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join("runs", run_name)
+    run_dir = checkpoint["run_dir"] if checkpoint else os.path.join("runs", run_name)  # a resumed run goes on in its own
+    run_name = os.path.basename(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    figure_log = FigureLog(args, run_name, run_dir)
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    checkpoint_dir = args.checkpoint_dir or os.path.join(run_dir, "checkpoints")
+    figure_log = FigureLog(args, run_name, run_dir, resumed=checkpoint)
+    episodes_path = os.path.join(run_dir, "episodes.csv")
+    episodes_file = open(episodes_path, "w", newline="")
     episodes_csv = csv.writer(episodes_file)
-    episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
-    episodic_returns, errors = [], []
+    if checkpoint is None:
+        episodes_csv.writerow(["global_step", "episode_return", "episode_length", "wall_time"])
+    else:  # the rows up to the checkpoint, and none that the stopped run wrote after it
+        episodes_file.write(checkpoint["episodes_csv"])
+    episodic_returns, errors = (checkpoint["episodic_returns"] if checkpoint else []), []
+    paused_states = {}  # worker id -> its state, from the workers waiting for a checkpoint to be written
     start_time = last_print = time.time()  # wall time and SPS include the workers' start
-    workers, global_step, messages, stop = start_workers(args, obs_size, n_actions, shared_agent, optimizer) \
-        if args.total_timesteps > 0 else ([], mp.Value("q", 0), None, None)
+    if checkpoint is not None:
+        start_time -= checkpoint["wall_time"]  # the clock covers the whole run
+    workers, global_step, messages, stop, pause, proceed = \
+        start_workers(args, obs_size, n_actions, shared_agent, optimizer, checkpoint) \
+        if args.total_timesteps > 0 else ([], mp.Value("q", 0), None, None, None, None)
+    next_checkpoint_step = next_checkpoint(global_step.value, args.checkpoint_every)
+
+    def write_paused_checkpoint() -> None:
+        """Every worker waits at an episode boundary: the shared weights, optimizer and counter are still."""
+        episodes_file.flush()
+        with open(episodes_path, newline="") as file:
+            episodes_so_far = file.read()
+        path = write_checkpoint({
+            "script": "a3c.py", "args": vars(args), "run_dir": os.path.abspath(run_dir),
+            "global_step": global_step.value, "episodic_returns": episodic_returns, "episodes_csv": episodes_so_far,
+            "wall_time": time.time() - start_time, "agent": shared_agent.state_dict(),
+            "optimizer": optimizer.state_dict(), "workers": [paused_states[i] for i in range(args.num_workers)],
+            "wandb_run_id": figure_log.wandb.run.id if figure_log.wandb is not None else None,
+        }, checkpoint_dir, global_step.value)
+        print(f"checkpoint at step {global_step.value:,}: {path} ({os.path.getsize(path) / 1e6:,.1f} MB)")
 
     def handle(message) -> None:
         """What a worker sent: an episode (to episodes.csv), figures, or an error; and, now and then, progress."""
-        nonlocal last_print
+        nonlocal last_print, next_checkpoint_step
         kind = message[0] if message is not None else None
         if kind == "episode":
             _, step, episode_return, episode_length = message
@@ -560,6 +695,20 @@ def train(args: Args) -> dict:
         elif kind == "error":  # stop every worker; the run fails once they are gone
             errors.append(message[1])
             stop.set()
+        elif kind == "paused":
+            paused_states[message[1]] = message[2]
+        if pause is not None and pause.is_set():
+            if all(i in paused_states or not process.is_alive() for i, process in enumerate(workers)):
+                # all waiting (or gone: the budget ran out or the run stops, and there is nothing to resume)
+                if len(paused_states) == args.num_workers:
+                    write_paused_checkpoint()
+                next_checkpoint_step = next_checkpoint(global_step.value, args.checkpoint_every)
+                paused_states.clear()
+                pause.clear()
+                proceed.set()
+        elif args.checkpoint_every and next_checkpoint_step <= global_step.value < args.total_timesteps:
+            proceed.clear()
+            pause.set()  # each worker stops at the end of its episode
         if time.time() - last_print > PROGRESS_SECONDS and global_step.value > 0:
             last_print = time.time()
             episodes_file.flush()

@@ -57,6 +57,8 @@ class Plot:
     logs_dir: Optional[str] = None
     """benchmarks/run.py's --logs-dir: runs not finished yet are drawn from their episodes.csv so far"""
     out: str = str(ROOT / "benchmarks" / "plots" / "td3-vs-paper.png")
+    fragment: Optional[str] = str(ROOT / "benchmarks" / "results" / "td3_paper.md")
+    """the figure and the table as the markdown fragment benchmarks.md includes (None: print only)"""
 
 
 def import_curves(learning_curves: Path) -> list:
@@ -185,8 +187,18 @@ def main(command: Union[Import, Plot]) -> int:
     results_dir = Path(command.results_dir)
     ours = our_curves(results_dir, Path(command.logs_dir).expanduser() if command.logs_dir else None)
     plot(paper, ours, final_evaluations(results_dir), Path(command.out))
-    print("\n".join(table(paper, ours)))
+    lines = table(paper, ours)
+    print("\n".join(lines))
     print(f"figure: {command.out}")
+    if command.fragment:
+        figure = Path(command.out).resolve()
+        figure = figure.relative_to(ROOT) if figure.is_relative_to(ROOT) else figure
+        runs = sum(len(runs) for runs in ours.values())
+        fragment = [f"### td3.py beside the TD3 paper's curves ({runs} runs so far)", "",
+                    "`python benchmarks/td3_paper_curves.py plot --logs-dir ~/lucidrl-logs` (its docstring: where "
+                    "the paper's curves come from and how they were imported)", "",
+                    f"![td3.py's training curves over the TD3 paper's evaluations]({figure})", "", *lines]
+        Path(command.fragment).write_text("\n".join(fragment) + "\n")
     return 0
 
 

@@ -2,7 +2,8 @@
 memory), the gradient hand-off (each update applies exactly the worker's fresh gradient, which the widely copied
 hand-off does not on torch >= 2), a rollout's end and bootstrap (a truncation bootstraps, a termination does not),
 the workers under each start method (the budget exact, the shared weights and statistics trained), one worker
-reproducible, the NaN-loss stop, Ctrl-C, and learning CartPole."""
+reproducible, checkpoints of several workers and their resume (the harness checks one worker's resume bitwise),
+the NaN-loss stop, Ctrl-C, and learning CartPole."""
 
 import copy
 import re
@@ -162,6 +163,50 @@ def test_one_worker_is_reproducible(tmp_path):
         rows = [line.rsplit(",", 1)[0] for line in (run_dir / "episodes.csv").read_text().splitlines()]
         outcomes.append((rows, read_summary(run_dir)["eval_returns"]))
     assert outcomes[0] == outcomes[1] and len(outcomes[0][0]) > 10
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_a_resumed_optimizer_state_goes_into_the_shared_tensors(optimizer):
+    """Optimizer.load_state_dict would swap in new tensors that the workers do not share: the saved state is
+    copied into the shared ones instead."""
+    trained, fresh = (a3c.make_optimizer(a3c.Agent(4, 2), a3c.Args(optimizer=optimizer)) for _ in range(2))
+    for param in trained.param_groups[0]["params"]:
+        param.grad = torch.randn_like(param)
+    trained.step()
+    shared_before = {name: id(value) for state in fresh.state.values() for name, value in state.items()}
+    a3c.load_shared_optimizer_state(fresh, trained.state_dict())
+    for loaded, saved in zip(fresh.state.values(), trained.state.values()):
+        assert loaded.keys() == saved.keys()
+        for name in loaded:
+            assert loaded[name].is_shared() and torch.equal(loaded[name], saved[name])
+    assert {name: id(value) for state in fresh.state.values() for name, value in state.items()} == shared_before
+
+
+def test_a_checkpoint_of_several_workers_holds_each_at_an_episode_end_and_resumes(tmp_path):
+    """With two workers: each checkpoint holds both workers' states (taken when each had just ended an episode)
+    and the episodes so far; resumed from the first one kept, the run keeps those rows, spends exactly its
+    budget, and the workers train the shared weights and statistics loaded from it."""
+    flags = ["--total-timesteps", "4000", "--num-workers", "2", "--eval-episodes", "1", "--save-model",
+             "--checkpoint-every", "1000"]
+    run_dir = run_ok("a3c.py", flags, tmp_path)
+    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint_*.pt"))
+    assert len(checkpoints) == a3c.CHECKPOINTS_KEPT
+    checkpoint = torch.load(checkpoints[0], weights_only=False)
+    assert 2000 <= checkpoint["global_step"] < 4000 and len(checkpoint["workers"]) == 2
+    assert {"python", "numpy", "torch", "env", "updates"} <= checkpoint["workers"][1].keys()
+    rows_then = checkpoint["episodes_csv"].splitlines()
+    assert int(rows_then[-1].split(",")[0]) <= checkpoint["global_step"]
+    assert (run_dir / "episodes.csv").read_text().splitlines()[:len(rows_then)] == rows_then
+
+    resumed = run_ok("a3c.py", flags + ["--resume", str(checkpoints[0])], tmp_path)
+    assert resumed == run_dir and len(list((tmp_path / "runs").iterdir())) == 1  # it goes on in its own directory
+    assert read_summary(run_dir)["global_step"] == 4000
+    rows = (run_dir / "episodes.csv").read_text().splitlines()
+    assert rows[:len(rows_then)] == rows_then and len(rows) > len(rows_then)
+    saved = torch.load(run_dir / "a3c.pt")
+    assert all(not torch.equal(saved["agent"][name], checkpoint["agent"][name]) for name in saved["agent"])
+    assert all(not torch.equal(after["square_avg"], then["square_avg"])  # the workers updated the loaded averages
+               for after, then in zip(saved["optimizer"]["state"].values(), checkpoint["optimizer"]["state"].values()))
 
 
 def test_bad_worker_counts_are_refused(in_tmp, capsys):

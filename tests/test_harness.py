@@ -80,6 +80,16 @@ def without(flags: list, *names: str) -> list:
     return flags
 
 
+def reproducible(script: str) -> bool:
+    return getattr(load_module(script), "DETERMINISTIC", True)
+
+
+def reproducible_args(script: str) -> list:
+    """The tiny arguments, with those under which a script that races by design (DETERMINISTIC = False)
+    gives the same run for the same seed (its REPRODUCIBLE_ARGS, e.g. a3c.py's one worker)."""
+    return tiny_args(script) + ([] if reproducible(script) else load_module(script).REPRODUCIBLE_ARGS)
+
+
 def evaluate_only(script: str) -> list:
     return [budget_flag(script), "0"] + (["--eval-episodes", "1"] if has_field(script, "eval_episodes") else [])
 
@@ -255,26 +265,27 @@ def test_same_seed_same_episodes_other_seed_different(script, shared_run, tmp_pa
     """Against the tiny seed-1 run: a second seed-1 run in a fresh process, and a seed-2 run. A run's
     outcome is its log and its evaluation returns (planning is deterministic: there the seed only
     moves the evaluation episodes)."""
-    module = load_module(script)
-    if not getattr(module, "DETERMINISTIC", True):  # declared in the script, and listed below
-        pytest.skip(f"{script} declares DETERMINISTIC = False (asynchronous workers race; see its docstring)")
-
     def outcome(run_dir):
         return read_log(run_dir), read_summary(run_dir).get("eval_returns")
 
-    outcomes = {"first": outcome(shared_run(script, "tiny"))}
-    for name, seed in (("second", "1"), ("other_seed", "2")):
+    outcomes = {}
+    for name, seed in (("first", "1"), ("second", "1"), ("other_seed", "2")):
+        if name == "first" and reproducible(script):
+            outcomes[name] = outcome(shared_run(script, "tiny"))
+            continue
         (tmp_path / name).mkdir()
-        outcomes[name] = outcome(run_ok(script, tiny_args(script) + ["--seed", seed], tmp_path / name))
+        outcomes[name] = outcome(run_ok(script, reproducible_args(script) + ["--seed", seed], tmp_path / name))
     assert outcomes["first"] == outcomes["second"]
     assert outcomes["other_seed"] != outcomes["first"], "the seed changes nothing: is it used?"
 
 
 def test_only_asynchronous_scripts_are_exempt_from_determinism():
     """Same seed, same run is the rule (CONVENTIONS.md §6); the one exemption is Hogwild (a3c.py), whose
-    workers race by design. A new exemption must be added here on purpose."""
-    exempt = {script for script in SCRIPTS if not getattr(load_module(script), "DETERMINISTIC", True)}
+    workers race by design, and it names the arguments under which its runs are reproducible (one worker),
+    which the determinism and resume checks use. A new exemption must be added here on purpose."""
+    exempt = {script for script in SCRIPTS if not reproducible(script)}
     assert exempt == {"a3c.py"}
+    assert all(load_module(script).REPRODUCIBLE_ARGS for script in exempt)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -396,7 +407,7 @@ def test_a_killed_run_resumed_from_its_checkpoint_ends_as_if_never_stopped(scrip
     tiny run's env (classic control) is saved as it is; "replayed": a MuJoCo or Box2D env, whose state
     does not pickle, is rebuilt by redoing its episode's reset and actions."""
     require(script, "resume", "checkpoint_every")
-    flags = tiny_args(script) + ["--seed", "1", "--save-model"]
+    flags = reproducible_args(script) + ["--seed", "1", "--save-model"]
     if env_state == "replayed":  # (games from OpenSpiel replay their moves whatever this test names)
         require(script, "env_id")  # a MuJoCo or Box2D env with the tiny run's kind of actions
         if env_api(script) != "gymnasium":

@@ -72,8 +72,11 @@ def test_plot_sets_finished_and_running_td3_runs_beside_the_paper(tmp_path, caps
     write(episodes, [{"global_step": 1000 * (i + 1), "episode_return": 777.0, "episode_length": 1000,
                       "wall_time": i} for i in range(300)])
     out = tmp_path / "figure.png"
-    td3_paper_curves.main(td3_paper_curves.Plot(str(paper_csv), str(results), str(tmp_path / "logs"), str(out)))
+    fragment = tmp_path / "fragment.md"
+    td3_paper_curves.main(td3_paper_curves.Plot(str(paper_csv), str(results), str(tmp_path / "logs"), str(out),
+                                                str(fragment)))
     assert out.stat().st_size > 10_000
+    assert f"]({out})" in fragment.read_text() and "(2 runs so far)" in fragment.read_text()
     lines = capsys.readouterr().out.splitlines()
     hopper_100k = next(line for line in lines if line.startswith("| Hopper-v5 | 100,000 |"))
     # the paper's Hopper (offset 0): evaluation 20 is 20 * 10 and 20 * 11, so mean 210 [200, 220]
