@@ -681,7 +681,8 @@ def train(args: Args) -> dict:
         print(f"checkpoint at step {global_step.value:,}: {path} ({os.path.getsize(path) / 1e6:,.1f} MB)")
 
     def handle(message) -> None:
-        """What a worker sent: an episode (to episodes.csv), figures, or an error; and, now and then, progress."""
+        """What a worker sent: an episode (to episodes.csv), figures, an error, or its state as it waits for a
+        checkpoint; a checkpoint started when one is due and written once every worker waits; now and then, progress."""
         nonlocal last_print, next_checkpoint_step
         kind = message[0] if message is not None else None
         if kind == "episode":
