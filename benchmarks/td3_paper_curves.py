@@ -93,7 +93,7 @@ def paper_curves(rows: list) -> dict:
 
 def our_curves(results_dir: Path, logs_dir: Optional[Path]) -> dict:
     """env_id -> {(run label, seed): (steps, running-mean returns)}: the suite's finished td3.py runs from
-    full_curves.csv, then (replacing a finished run of the same job and seed) the runs in logs_dir."""
+    full_curves.csv, then the runs in logs_dir that have not finished (no summary.json yet)."""
     curves = {}
     for point in read_csv(results_dir / "full_curves.csv"):
         script, _, rest = point["job"].partition("__")
@@ -104,6 +104,8 @@ def our_curves(results_dir: Path, logs_dir: Optional[Path]) -> dict:
             returns.append(float(point["return"]))
     curves = {env: {key: (np.array(s), np.array(r)) for key, (s, r) in runs.items()} for env, runs in curves.items()}
     for episodes_csv in sorted(logs_dir.glob("*/td3__*/seed*/runs/*/episodes.csv")) if logs_dir else []:
+        if (episodes_csv.parent / "summary.json").exists():
+            continue  # finished: its curve is in full_curves.csv, drawn to the job's whole budget
         job = episodes_csv.parents[3].name  # td3__Hopper-v5__1M-steps
         _, env_id, variant = (job.split("__") + [""])[:3]
         episodes = read_csv(episodes_csv)
@@ -117,12 +119,25 @@ def our_curves(results_dir: Path, logs_dir: Optional[Path]) -> dict:
 
 
 def final_evaluations(results_dir: Path) -> dict:
-    """env_id -> [(total steps, deterministic evaluation)] of the suite's finished td3.py runs."""
+    """env_id -> [(variant, seed, total steps, deterministic evaluation)] of the suite's finished td3.py runs."""
     evaluations = {}
     for row in read_csv(results_dir / "full.csv"):
         if row["script"] == "td3.py" and row["env_id"] in ENVS.values():
-            evaluations.setdefault(row["env_id"], []).append((float(row["global_step"]), float(row["eval_return_mean"])))
+            evaluations.setdefault(row["env_id"], []).append(
+                (row["variant"], int(row["seed"]), int(float(row["global_step"])), float(row["eval_return_mean"])))
     return evaluations
+
+
+def evaluation_table(paper: dict, evaluations: dict) -> list:
+    """Markdown lines: each finished run's final deterministic evaluation beside the paper's at that step."""
+    lines = ["| env | td3.py run | seed | steps | td3.py: final deterministic evaluation (10 episodes) | TD3 paper "
+             "at that step: mean [min, max] |", "|---|---|---|---|---|---|"]
+    for env_id, (paper_steps, paper_returns) in paper.items():
+        for variant, seed, step, evaluation in sorted(evaluations.get(env_id, [])):
+            column = paper_returns[:, np.searchsorted(paper_steps, step)] if step in paper_steps else None
+            reference = f"{column.mean():,.0f} [{column.min():,.0f}, {column.max():,.0f}]" if column is not None else "—"
+            lines.append(f"| {env_id} | {variant} | {seed} | {step:,} | {evaluation:,.0f} | {reference} |")
+    return lines
 
 
 def value_at(steps: np.ndarray, returns: np.ndarray, step: float) -> Optional[float]:
@@ -163,7 +178,8 @@ def plot(paper: dict, ours: dict, evaluations: dict, path: Path) -> None:
         for (variant, seed), (steps, returns) in sorted(ours.get(env_id, {}).items()):
             axes.plot(steps, returns, label=f"td3.py {variant or ''} seed {seed} (training episodes)")
         if evaluations.get(env_id):
-            axes.scatter(*zip(*evaluations[env_id]), marker="x", color="tab:red", zorder=3,
+            axes.scatter([step for _, _, step, _ in evaluations[env_id]],
+                         [evaluation for *_, evaluation in evaluations[env_id]], marker="x", color="tab:red", zorder=3,
                          label="td3.py final deterministic eval")
         axes.set(title=f"{env_id} (paper: {env_id.replace('-v5', '-v1')})", xlabel="environment steps",
                  ylabel="episode return")
@@ -186,8 +202,9 @@ def main(command: Union[Import, Plot]) -> int:
         raise SystemExit(f"no paper curves in {command.paper}: run the import command first")
     results_dir = Path(command.results_dir)
     ours = our_curves(results_dir, Path(command.logs_dir).expanduser() if command.logs_dir else None)
-    plot(paper, ours, final_evaluations(results_dir), Path(command.out))
-    lines = table(paper, ours)
+    evaluations = final_evaluations(results_dir)
+    plot(paper, ours, evaluations, Path(command.out))
+    lines = table(paper, ours) + [""] + evaluation_table(paper, evaluations)
     print("\n".join(lines))
     print(f"figure: {command.out}")
     if command.fragment:

@@ -65,12 +65,17 @@ def test_plot_sets_finished_and_running_td3_runs_beside_the_paper(tmp_path, caps
           [{"job": "td3__Hopper-v5__100k-of-1M", "seed": 1, "step": step, "return": step / 200}
            for step in (0, 50_000, 100_000)]
           + [{"job": "sac__Hopper-v5__100k-of-1M", "seed": 1, "step": 100_000, "return": 9999}])
-    write(results / "full.csv", [{"script": "td3.py", "env_id": "Hopper-v5", "global_step": 100_000,
-                                  "eval_return_mean": 512.5}])
+    write(results / "full.csv", [{"script": "td3.py", "env_id": "Hopper-v5", "variant": "100k of 1M", "seed": 1,
+                                  "global_step": 100_000, "eval_return_mean": 512.5}])
     # a 1M run still going, 300 episodes of 1,000 steps each so far, every return 777
     episodes = tmp_path / "logs" / "full" / "td3__HalfCheetah-v5__1M-steps" / "seed2" / "runs" / "x" / "episodes.csv"
     write(episodes, [{"global_step": 1000 * (i + 1), "episode_return": 777.0, "episode_length": 1000,
                       "wall_time": i} for i in range(300)])
+    # a finished run's directory in the logs is left to full_curves.csv
+    finished = episodes.parents[4] / "td3__Hopper-v5__100k-of-1M" / "seed1" / "runs" / "y" / "episodes.csv"
+    write(finished, [{"global_step": 1000 * (i + 1), "episode_return": -5.0, "episode_length": 1000, "wall_time": i}
+                     for i in range(90)])
+    (finished.parent / "summary.json").write_text("{}")
     out = tmp_path / "figure.png"
     fragment = tmp_path / "fragment.md"
     td3_paper_curves.main(td3_paper_curves.Plot(str(paper_csv), str(results), str(tmp_path / "logs"), str(out),
@@ -81,6 +86,7 @@ def test_plot_sets_finished_and_running_td3_runs_beside_the_paper(tmp_path, caps
     hopper_100k = next(line for line in lines if line.startswith("| Hopper-v5 | 100,000 |"))
     # the paper's Hopper (offset 0): evaluation 20 is 20 * 10 and 20 * 11, so mean 210 [200, 220]
     assert "| 210 [200, 220] |" in hopper_100k and "100k-of-1M s1: 500" in hopper_100k and "9,999" not in hopper_100k
+    assert "| Hopper-v5 | 100k of 1M | 1 | 100,000 | 512 | 210 [200, 220] |" in lines  # the final evaluation
     cheetah_200k = next(line for line in lines if line.startswith("| HalfCheetah-v5 | 200,000 |"))
     assert "1M-steps s2: 777" in cheetah_200k
     # past where the running run has come (300k) it has no value; past the paper's curves (500k here) no row
