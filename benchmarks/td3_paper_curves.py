@@ -91,13 +91,18 @@ def paper_curves(rows: list) -> dict:
     return curves
 
 
+def job_parts(job: str) -> tuple:
+    """benchmarks/run.py's job name "td3__Hopper-v5__1M-steps" -> ("td3", "Hopper-v5", "1M-steps")."""
+    script, env_id, variant = (job.split("__", 2) + ["", ""])[:3]
+    return script, env_id, variant
+
+
 def our_curves(results_dir: Path, logs_dir: Optional[Path]) -> dict:
     """env_id -> {(run label, seed): (steps, running-mean returns)}: the suite's finished td3.py runs from
     full_curves.csv, then the runs in logs_dir that have not finished (no summary.json yet)."""
     curves = {}
     for point in read_csv(results_dir / "full_curves.csv"):
-        script, _, rest = point["job"].partition("__")
-        env_id, _, variant = rest.partition("__")
+        script, env_id, variant = job_parts(point["job"])
         if script == "td3" and env_id in ENVS.values():
             steps, returns = curves.setdefault(env_id, {}).setdefault((variant, int(point["seed"])), ([], []))
             steps.append(float(point["step"]))
@@ -106,8 +111,7 @@ def our_curves(results_dir: Path, logs_dir: Optional[Path]) -> dict:
     for episodes_csv in sorted(logs_dir.glob("*/td3__*/seed*/runs/*/episodes.csv")) if logs_dir else []:
         if (episodes_csv.parent / "summary.json").exists():
             continue  # finished: its curve is in full_curves.csv, drawn to the job's whole budget
-        job = episodes_csv.parents[3].name  # td3__Hopper-v5__1M-steps
-        _, env_id, variant = (job.split("__") + [""])[:3]
+        _, env_id, variant = job_parts(episodes_csv.parents[3].name)  # the glob matched td3 jobs only
         episodes = read_csv(episodes_csv)
         if env_id not in ENVS.values() or len(episodes) < 10:
             continue
@@ -128,14 +132,21 @@ def final_evaluations(results_dir: Path) -> dict:
     return evaluations
 
 
+def paper_at(paper_steps: np.ndarray, paper_returns: np.ndarray, step: int) -> Optional[str]:
+    """The paper's evaluations at step as "mean [min, max]" over its seeds; None where it has none."""
+    if step not in paper_steps:
+        return None
+    column = paper_returns[:, np.searchsorted(paper_steps, step)]  # (seeds,)
+    return f"{column.mean():,.0f} [{column.min():,.0f}, {column.max():,.0f}]"
+
+
 def evaluation_table(paper: dict, evaluations: dict) -> list:
     """Markdown lines: each finished run's final deterministic evaluation beside the paper's at that step."""
     lines = ["| env | td3.py run | seed | steps | td3.py: final deterministic evaluation (10 episodes) | TD3 paper "
              "at that step: mean [min, max] |", "|---|---|---|---|---|---|"]
     for env_id, (paper_steps, paper_returns) in paper.items():
         for variant, seed, step, evaluation in sorted(evaluations.get(env_id, [])):
-            column = paper_returns[:, np.searchsorted(paper_steps, step)] if step in paper_steps else None
-            reference = f"{column.mean():,.0f} [{column.min():,.0f}, {column.max():,.0f}]" if column is not None else "—"
+            reference = paper_at(paper_steps, paper_returns, step) or "—"
             lines.append(f"| {env_id} | {variant} | {seed} | {step:,} | {evaluation:,.0f} | {reference} |")
     return lines
 
@@ -153,14 +164,13 @@ def table(paper: dict, ours: dict) -> list:
              "episodes (running mean), per run |", "|---|---|---|---|"]
     for env_id, (paper_steps, paper_returns) in paper.items():
         for step in TABLE_STEPS:
-            if step not in paper_steps:
+            reference = paper_at(paper_steps, paper_returns, step)
+            if reference is None:
                 continue
-            column = paper_returns[:, np.searchsorted(paper_steps, step)]
             ours_here = [f"{variant or 'run'} s{seed}: {value:,.0f}"
                          for (variant, seed), (steps, returns) in sorted(ours.get(env_id, {}).items())
                          if (value := value_at(steps, returns, step)) is not None]
-            lines.append(f"| {env_id} | {step:,} | {column.mean():,.0f} [{column.min():,.0f}, {column.max():,.0f}] | "
-                         f"{'; '.join(ours_here) or '—'} |")
+            lines.append(f"| {env_id} | {step:,} | {reference} | {'; '.join(ours_here) or '—'} |")
     return lines
 
 
@@ -172,7 +182,7 @@ def plot(paper: dict, ours: dict, evaluations: dict, path: Path) -> None:
 
     figure, all_axes = plt.subplots(1, len(paper), figsize=(5 * len(paper), 4), squeeze=False)
     for axes, (env_id, (paper_steps, paper_returns)) in zip(all_axes[0], paper.items()):
-        line, = axes.plot(paper_steps, paper_returns.mean(0), color="black",
+        axes.plot(paper_steps, paper_returns.mean(0), color="black",
                           label=f"TD3 paper ({len(paper_returns)} seeds, v1, deterministic eval)")
         axes.fill_between(paper_steps, paper_returns.min(0), paper_returns.max(0), color="black", alpha=0.12)
         for (variant, seed), (steps, returns) in sorted(ours.get(env_id, {}).items()):
