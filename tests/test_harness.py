@@ -262,19 +262,19 @@ def test_tyro_rejects_malformed_values(script, in_tmp, capsys):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_same_seed_same_episodes_other_seed_different(script, shared_run, tmp_path):
-    """Against the tiny seed-1 run: a second seed-1 run in a fresh process, and a seed-2 run. A run's
-    outcome is its log and its evaluation returns (planning is deterministic: there the seed only
-    moves the evaluation episodes)."""
+    """Against the tiny seed-1 run: a second seed-1 run in a fresh interpreter (its own string-hash seed,
+    so an order that follows hashes shows), and a seed-2 run. A run's outcome is its log and its
+    evaluation returns (planning is deterministic: there the seed only moves the evaluation episodes)."""
     def outcome(run_dir):
         return read_log(run_dir), read_summary(run_dir).get("eval_returns")
 
-    def run(name: str, seed: str):
+    def run(name: str, seed: str, fresh: bool = False):
         (tmp_path / name).mkdir()
-        return outcome(run_ok(script, reproducible_args(script) + ["--seed", seed], tmp_path / name))
+        return outcome(run_ok(script, reproducible_args(script) + ["--seed", seed], tmp_path / name, fresh=fresh))
 
     # the shared tiny run where it is reproducible as it stands; a racing script's first run takes its REPRODUCIBLE_ARGS
     first = outcome(shared_run(script, "tiny")) if reproducible(script) else run("first", "1")
-    assert run("second", "1") == first
+    assert run("second", "1", fresh=True) == first
     assert run("other_seed", "2") != first, "the seed changes nothing: is it used?"
 
 
