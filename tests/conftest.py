@@ -32,6 +32,8 @@ SCRIPTS = sorted(path.name for path in ALGORITHMS.glob("*.py"))
 # The one entry a new script may need: arguments for a run that is tiny but still performs updates.
 TINY_ARGS = {
     "a2c.py": ["--total-timesteps", "800", "--eval-episodes", "2"],
+    # fork: spawned workers would each import torch anew (≈ 3 s apiece); tests/test_a3c.py covers every start method
+    "a3c.py": ["--total-timesteps", "2000", "--eval-episodes", "2", "--start-method", "fork"],
     "alphazero.py": ["--total-timesteps", "256", "--num-envs", "8", "--num-simulations", "8", "--learning-starts", "32",
                      "--batch-size", "16", "--eval-episodes", "2", "--eval-every", "128", "--eval-games", "2",
                      "--eval-opponent-simulations", "50"],
