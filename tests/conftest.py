@@ -176,6 +176,8 @@ class WarmPython:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
             pid = self.wait_for(self.pids, request_id, 60)
+            if pid is None:
+                raise RuntimeError(f"tests/warm_python.py did not start {argv[0]} within 60 s")
             returncode = self.wait_for(self.returncodes, request_id, timeout)
             if returncode is None:  # as subprocess.run does: kill it, then raise
                 os.kill(pid, signal.SIGKILL)
