@@ -167,6 +167,8 @@ class WarmPython:
         return table.pop(request_id, None)
 
     def run(self, argv: list, cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+        """As subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout) would."""
+        command = [sys.executable, *argv]
         with tempfile.TemporaryDirectory(prefix="lucidrl-run-") as streams:
             stdout, stderr = os.path.join(streams, "stdout"), os.path.join(streams, "stderr")
             with self.replies:
@@ -184,8 +186,8 @@ class WarmPython:
                 self.wait_for(self.returncodes, request_id, 60)
             output, errors = (Path(path).read_text(errors="replace") for path in (stdout, stderr))
         if returncode is None:
-            raise subprocess.TimeoutExpired([sys.executable, *argv], timeout, output, errors)
-        return subprocess.CompletedProcess([sys.executable, *argv], returncode, output, errors)
+            raise subprocess.TimeoutExpired(command, timeout, output, errors)
+        return subprocess.CompletedProcess(command, returncode, output, errors)
 
 
 _warm_python = []

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT, script_env, warm_python
+import conftest
+from conftest import script_env, warm_python
 
 PROGRAMS = {
     "surroundings": """
@@ -85,10 +86,8 @@ def test_a_run_past_its_timeout_is_killed_and_the_next_run_goes_on(tmp_path):
 
 def test_import_time_settings_and_fresh_runs_take_a_new_interpreter(tmp_path, monkeypatch):
     """What torch and OpenMP read when they load cannot change in a fork that has loaded them."""
-    import conftest
     calls = []
     monkeypatch.setattr(conftest.subprocess, "run", lambda *args, **kwargs: calls.append(args[0]))
     conftest.run_script("dqn.py", ["--help"], tmp_path, extra_env={"OMP_NUM_THREADS": "1"})
     conftest.run_script("dqn.py", ["--help"], tmp_path, fresh=True)
     assert len(calls) == 2 and all(call[0] == sys.executable for call in calls)
-    assert (ROOT / "tests" / "warm_python.py").exists()

@@ -75,7 +75,7 @@ def run_child(request: dict, wakeup_fds: tuple) -> None:
     except KeyboardInterrupt:
         traceback.print_exc()
         interrupted = True
-    except BaseException:  # noqa: B036 — the interpreter's own rule: print the traceback, exit 1
+    except BaseException:  # the interpreter's own rule: print the traceback, exit 1
         traceback.print_exc()
         status = 1
     threading._shutdown()  # what the interpreter does at exit: wait for non-daemon threads, then atexit
