@@ -380,7 +380,7 @@ def set_worker_state(state: dict, env: gym.Env) -> None:
 
 
 def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_agent: Agent,
-           optimizer: torch.optim.Optimizer, global_step, messages, stop, pause, proceed,
+           optimizer: torch.optim.Optimizer, global_step, steps_taken, messages, stop, pause, proceed,
            resume_state: Optional[dict]) -> None:
     """One actor-learner of Algorithm S3, in its own process: sync, play, compute the gradient, apply it to the
     shared weights, until the shared budget is spent or `stop` is set. Sends ("episode", step, return, length),
@@ -418,17 +418,22 @@ def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_age
         if taken < granted:  # the episode ended early: hand the unused steps back
             with global_step.get_lock():
                 global_step.value -= granted - taken
+        # global_step runs ahead of the steps played by every claim still in flight; logs read steps_taken,
+        # counted and read under one lock, so that the rows' steps never go back or pass a checkpoint's
+        with steps_taken.get_lock():
+            steps_taken.value += taken
+            step = steps_taken.value
         returns = n_step_returns(rewards[:taken], bootstrap_value(local_agent, next_obs, terminated), args.gamma)
         losses = update_shared(local_agent, shared_agent, optimizer, obs[:taken], actions[:taken], returns, args)
         updates += 1
         loss = losses["losses/loss"]
         if not np.isfinite(loss):
-            messages.put(("error", f"the A3C loss became {loss} at step {global_step.value} (worker {worker_id})"))
+            messages.put(("error", f"the A3C loss became {loss} at step {step} (worker {worker_id})"))
             break
         if worker_id == 0 and updates % LOG_EVERY_UPDATES == 0:
-            messages.put(("figures", global_step.value, {"charts/learning_rate": optimizer.param_groups[0]["lr"], **losses}))
+            messages.put(("figures", step, {"charts/learning_rate": optimizer.param_groups[0]["lr"], **losses}))
         if terminated or truncated:
-            messages.put(("episode", global_step.value, float(info["episode"]["r"]), int(info["episode"]["l"])))
+            messages.put(("episode", step, float(info["episode"]["r"]), int(info["episode"]["l"])))
             if pause.is_set():  # a checkpoint is due: hand over this worker's state and wait until it is written
                 messages.put(("paused", worker_id, worker_state(env, updates)))
                 while not proceed.wait(QUEUE_POLL_SECONDS) and not stop.is_set():
@@ -440,24 +445,25 @@ def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_age
 def start_workers(args: Args, obs_size: int, n_actions: int, shared_agent: Agent, optimizer,
                   checkpoint: Optional[dict]) -> tuple:
     """num_workers processes of `worker` (each from its state in the checkpoint, when resuming); returns them,
-    the shared step counter, the message queue and the stop, pause and proceed events. Everything handed over
+    the shared step counters (claimed, taken), the message queue and the stop, pause and proceed events. Everything handed over
     pickles (spawn and forkserver pickle it; fork inherits it)."""
     context = mp.get_context(args.start_method)
     global_step = context.Value("q", checkpoint["global_step"] if checkpoint else 0)  # int64 with its own lock
+    steps_taken = context.Value("q", checkpoint["global_step"] if checkpoint else 0)  # equal at a checkpoint
     messages, stop, pause, proceed = context.Queue(), context.Event(), context.Event(), context.Event()
     resume_states = checkpoint["workers"] if checkpoint else [None] * args.num_workers
     # ignore Ctrl-C while the workers start, so that a spawned interpreter inherits the ignoring
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         workers = [context.Process(target=worker, args=(worker_id, args, obs_size, n_actions, shared_agent, optimizer,
-                                                        global_step, messages, stop, pause, proceed,
+                                                        global_step, steps_taken, messages, stop, pause, proceed,
                                                         resume_states[worker_id]), daemon=True)
                    for worker_id in range(args.num_workers)]
         for process in workers:
             process.start()
     finally:
         signal.signal(signal.SIGINT, handler)
-    return workers, global_step, messages, stop, pause, proceed
+    return workers, global_step, steps_taken, messages, stop, pause, proceed
 
 
 def wait_for_workers(workers: list, messages, stop, handle) -> None:
@@ -661,9 +667,10 @@ def train(args: Args) -> dict:
     start_time = last_print = time.time()  # wall time and SPS include the workers' start
     if checkpoint is not None:
         start_time -= checkpoint["wall_time"]  # the clock covers the whole run
-    workers, global_step, messages, stop, pause, proceed = \
+    # claimed_steps is only held: the spawned workers unpickle its lock, which must outlive their start
+    workers, claimed_steps, global_step, messages, stop, pause, proceed = \
         start_workers(args, obs_size, n_actions, shared_agent, optimizer, checkpoint) \
-        if args.total_timesteps > 0 else ([], mp.Value("q", 0), None, None, None, None)
+        if args.total_timesteps > 0 else ([], None, mp.Value("q", 0), None, None, None, None)
     next_checkpoint_step = next_checkpoint(global_step.value, args.checkpoint_every)
 
     def write_paused_checkpoint() -> None:
