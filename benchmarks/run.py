@@ -5,7 +5,8 @@ extra arguments, plus the published reference figure to print beside each row. E
 runs as a subprocess of `algorithms/{script}` in its own folder, one at a time by default so the
 speeds are clean. A job whose results exist is skipped unless --force; a job that fails or is killed
 is reported and the rest go on. A job that sets checkpoint_every, run with --checkpoints-dir, writes
-checkpoints there; run again after a kill, the runner resumes it from its latest checkpoint.
+checkpoints there; run again after a kill, the runner resumes it from its latest checkpoint, and
+resumes every such interrupted run before it starts one not yet begun.
 
 Two backends run the jobs. `--backend local` (the default) runs them here, `--workers` at a time, and
 needs nothing but the requirements. `--backend ray` makes every (job, seed) a Ray task that runs the
@@ -223,6 +224,13 @@ def latest_checkpoint(checkpoint_dir: Optional[Path]) -> Optional[Path]:
     return found[-1] if found else None
 
 
+def interrupted_first(todo: list, checkpoints_of) -> list:
+    """The (job, seed) runs that have a checkpoint (interrupted mid-run) before those not yet started, each
+    group in suite order: a runner restarted with --workers N resumes what it had under way before it starts
+    anything new, so the runs it finishes first are the ones it began first."""
+    return sorted(todo, key=lambda item: latest_checkpoint(checkpoints_of(*item)) is None)
+
+
 def die_with_parent() -> None:
     """preexec_fn: the kernel kills the script when the process that started it dies (Linux's
     PR_SET_PDEATHSIG), so a Ray task killed with its worker does not leave its training running."""
@@ -278,17 +286,22 @@ def run_suite(args: Args, suite: str, jobs: list, done: set) -> list:
     def run_root(job: Job, seed) -> Path:
         return Path(args.logs_dir) / suite / job.name / f"seed{seed}"
 
-    def checkpoint_dir(job: Job, seed) -> Optional[Path]:
+    def checkpoints_of(job: Job, seed) -> Optional[Path]:
         if args.checkpoints_dir is None or job.checkpoint_every is None:
             return None
-        directory = Path(args.checkpoints_dir).expanduser() / suite / job.name / f"seed{seed}"
-        if args.force:  # a forced rerun starts over
+        return Path(args.checkpoints_dir).expanduser() / suite / job.name / f"seed{seed}"
+
+    def checkpoint_dir(job: Job, seed) -> Optional[Path]:
+        directory = checkpoints_of(job, seed)
+        if directory and args.force:  # a forced rerun starts over
             shutil.rmtree(directory, ignore_errors=True)
         return directory
 
     todo = [(job, seed) for job in jobs for seed in job.seeds
             if (args.only is None or args.only in job.name) and (args.seeds is None or seed in args.seeds)
             and (args.force or not finished(job, seed))]
+    if not args.force:
+        todo = interrupted_first(todo, checkpoints_of)
     total_steps = sum(job.total_timesteps or 0 for job, _ in todo)
     at_once = "as many at a time as the Ray cluster has CPUs" if args.backend == "ray" else f"{args.workers} at a time"
     print(f"{suite}: {len(todo)} runs to do ({total_steps:,} environment steps), {at_once}", flush=True)

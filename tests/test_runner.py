@@ -179,6 +179,25 @@ args = ["--learning-starts", "300", "--batch-size", "32", "--hidden-sizes", "32"
     assert outcome(stopped / "logs") == outcome(tmp_path / "whole" / "logs")
 
 
+def test_a_restarted_runner_resumes_its_interrupted_runs_before_it_starts_new_ones(tmp_path):
+    """The work list puts the (job, seed) runs that have a checkpoint first, each group in suite order;
+    an empty checkpoint folder or one without checkpoint files is a run not yet started."""
+    first, second = (runner.Job(script="sac.py", env_id=env_id, seeds=[1, 2], checkpoint_every=10)
+                     for env_id in ("Hopper-v5", "Walker2d-v5"))
+    todo = [(job, seed) for job in (first, second) for seed in job.seeds]
+
+    def checkpoints_of(job, seed):
+        return tmp_path / job.name / f"seed{seed}"
+
+    assert runner.interrupted_first(todo, checkpoints_of) == todo  # nothing under way: suite order
+    for job, seed in [(second, 2), (first, 2)]:
+        checkpoints_of(job, seed).mkdir(parents=True)
+        (checkpoints_of(job, seed) / "checkpoint_000000000010.pt").touch()
+    (checkpoints_of(second, 1)).mkdir(parents=True)  # a folder with no checkpoint yet: not under way
+    assert runner.interrupted_first(todo, checkpoints_of) == [(first, 2), (second, 2), (first, 1), (second, 1)]
+    assert runner.interrupted_first(todo, lambda job, seed: None) == todo  # no checkpoints folder at all
+
+
 # ---------------------------------------------------------------------------------------- --backend ray
 # Each test starts its own Ray (2 CPUs, no dashboard, a small object store); they share one pytest-xdist
 # worker, one at a time, so that two Rays do not crowd a 2-core machine.
