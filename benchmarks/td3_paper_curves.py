@@ -10,8 +10,12 @@ td3.py (CleanRL's settings) runs the v5 environments with 25,000.
     git clone https://github.com/sfujim/TD3 ~/TD3
     python benchmarks/td3_paper_curves.py import --learning-curves ~/TD3/learning_curves
     # the figure and the table, from the suite's finished td3.py rows (benchmarks/results/full*.csv) and,
-    # with --logs-dir, the runs still going (their episodes.csv so far)
+    # with --logs-dir, the runs still going (their episodes.csv so far). A run that has just finished
+    # reaches full*.csv when run.py collects it, so render first, then plot, then render the page again
+    # (it includes the table this writes):
+    python benchmarks/run.py --render-only --logs-dir ~/lucidrl-logs
     python benchmarks/td3_paper_curves.py plot --logs-dir ~/lucidrl-logs
+    python benchmarks/run.py --render-only --logs-dir ~/lucidrl-logs
 
 Two different measurements meet here, and the figure says so: the paper's points are deterministic
 evaluations; td3.py's curves are its training episodes (the running mean of benchmarks/run.py's curves),
