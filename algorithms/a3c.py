@@ -332,11 +332,11 @@ def update_shared(local_agent: Agent, shared_agent: Agent, optimizer: torch.opti
 
 
 # ---------------------------------------------------------------------------------------- Worker
-def claim_steps(global_step, wanted: int, total_timesteps: int) -> int:
+def claim_steps(steps_claimed, wanted: int, total_timesteps: int) -> int:
     """Reserve up to `wanted` of the remaining budget on the shared counter (mp.Value); 0 when it is spent."""
-    with global_step.get_lock():
-        granted = max(0, min(wanted, total_timesteps - global_step.value))
-        global_step.value += granted
+    with steps_claimed.get_lock():
+        granted = max(0, min(wanted, total_timesteps - steps_claimed.value))
+        steps_claimed.value += granted
     return granted
 
 
@@ -380,7 +380,7 @@ def set_worker_state(state: dict, env: gym.Env) -> None:
 
 
 def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_agent: Agent,
-           optimizer: torch.optim.Optimizer, global_step, steps_taken, messages, stop, pause, proceed,
+           optimizer: torch.optim.Optimizer, steps_claimed, steps_taken, messages, stop, pause, proceed,
            resume_state: Optional[dict]) -> None:
     """One actor-learner of Algorithm S3, in its own process: sync, play, compute the gradient, apply it to the
     shared weights, until the shared budget is spent or `stop` is set. Sends ("episode", step, return, length),
@@ -405,20 +405,20 @@ def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_age
         updates = resume_state["updates"]
         next_obs, _ = env.reset()
     while not stop.is_set():
-        granted = claim_steps(global_step, args.num_steps, args.total_timesteps)
+        granted = claim_steps(steps_claimed, args.num_steps, args.total_timesteps)
         if granted == 0:
             break
         if args.anneal_lr:  # this worker's copy of the optimizer; every worker anneals by the shared counter
-            optimizer.param_groups[0]["lr"] = args.learning_rate * max(0.0, 1.0 - global_step.value / args.total_timesteps)
+            optimizer.param_groups[0]["lr"] = args.learning_rate * max(0.0, 1.0 - steps_claimed.value / args.total_timesteps)
         with torch.no_grad():  # theta' <- theta (a copy: the shared weights change under us while we play)
             for local_param, shared_param in zip(local_agent.parameters(), shared_agent.parameters()):
                 local_param.copy_(shared_param)
         taken, next_obs, terminated, truncated, info = collect_rollout(env, local_agent, next_obs, obs, actions,
                                                                        rewards, granted)
         if taken < granted:  # the episode ended early: hand the unused steps back
-            with global_step.get_lock():
-                global_step.value -= granted - taken
-        # global_step runs ahead of the steps played by every claim still in flight; logs read steps_taken,
+            with steps_claimed.get_lock():
+                steps_claimed.value -= granted - taken
+        # steps_claimed runs ahead of the steps played by every claim still in flight; logs read steps_taken,
         # counted and read under one lock, so that the rows' steps never go back or pass a checkpoint's
         with steps_taken.get_lock():
             steps_taken.value += taken
@@ -445,10 +445,10 @@ def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_age
 def start_workers(args: Args, obs_size: int, n_actions: int, shared_agent: Agent, optimizer,
                   checkpoint: Optional[dict]) -> tuple:
     """num_workers processes of `worker` (each from its state in the checkpoint, when resuming); returns them,
-    the shared step counters (claimed, taken), the message queue and the stop, pause and proceed events. Everything handed over
-    pickles (spawn and forkserver pickle it; fork inherits it)."""
+    the shared step counters (claimed, taken), the message queue and the stop, pause and proceed events.
+    Everything handed over pickles (spawn and forkserver pickle it; fork inherits it)."""
     context = mp.get_context(args.start_method)
-    global_step = context.Value("q", checkpoint["global_step"] if checkpoint else 0)  # int64 with its own lock
+    steps_claimed = context.Value("q", checkpoint["global_step"] if checkpoint else 0)  # int64 with its own lock
     steps_taken = context.Value("q", checkpoint["global_step"] if checkpoint else 0)  # equal at a checkpoint
     messages, stop, pause, proceed = context.Queue(), context.Event(), context.Event(), context.Event()
     resume_states = checkpoint["workers"] if checkpoint else [None] * args.num_workers
@@ -456,14 +456,14 @@ def start_workers(args: Args, obs_size: int, n_actions: int, shared_agent: Agent
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         workers = [context.Process(target=worker, args=(worker_id, args, obs_size, n_actions, shared_agent, optimizer,
-                                                        global_step, steps_taken, messages, stop, pause, proceed,
+                                                        steps_claimed, steps_taken, messages, stop, pause, proceed,
                                                         resume_states[worker_id]), daemon=True)
                    for worker_id in range(args.num_workers)]
         for process in workers:
             process.start()
     finally:
         signal.signal(signal.SIGINT, handler)
-    return workers, global_step, steps_taken, messages, stop, pause, proceed
+    return workers, steps_claimed, steps_taken, messages, stop, pause, proceed
 
 
 def wait_for_workers(workers: list, messages, stop, handle) -> None:
@@ -667,8 +667,8 @@ def train(args: Args) -> dict:
     start_time = last_print = time.time()  # wall time and SPS include the workers' start
     if checkpoint is not None:
         start_time -= checkpoint["wall_time"]  # the clock covers the whole run
-    # claimed_steps is only held: the spawned workers unpickle its lock, which must outlive their start
-    workers, claimed_steps, global_step, messages, stop, pause, proceed = \
+    # steps_claimed is only held here: the spawned workers unpickle its lock, which must outlive their start
+    workers, steps_claimed, global_step, messages, stop, pause, proceed = \
         start_workers(args, obs_size, n_actions, shared_agent, optimizer, checkpoint) \
         if args.total_timesteps > 0 else ([], None, mp.Value("q", 0), None, None, None, None)
     next_checkpoint_step = next_checkpoint(global_step.value, args.checkpoint_every)

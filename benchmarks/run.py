@@ -286,22 +286,19 @@ def run_suite(args: Args, suite: str, jobs: list, done: set) -> list:
     def run_root(job: Job, seed) -> Path:
         return Path(args.logs_dir) / suite / job.name / f"seed{seed}"
 
-    def checkpoints_of(job: Job, seed) -> Optional[Path]:
+    def checkpoint_dir(job: Job, seed) -> Optional[Path]:
         if args.checkpoints_dir is None or job.checkpoint_every is None:
             return None
         return Path(args.checkpoints_dir).expanduser() / suite / job.name / f"seed{seed}"
 
-    def checkpoint_dir(job: Job, seed) -> Optional[Path]:
-        directory = checkpoints_of(job, seed)
-        if directory and args.force:  # a forced rerun starts over
-            shutil.rmtree(directory, ignore_errors=True)
-        return directory
-
     todo = [(job, seed) for job in jobs for seed in job.seeds
             if (args.only is None or args.only in job.name) and (args.seeds is None or seed in args.seeds)
             and (args.force or not finished(job, seed))]
-    if not args.force:
-        todo = interrupted_first(todo, checkpoints_of)
+    if args.force:  # a forced rerun starts over
+        for job, seed in todo:
+            if checkpoint_dir(job, seed):
+                shutil.rmtree(checkpoint_dir(job, seed), ignore_errors=True)
+    todo = interrupted_first(todo, checkpoint_dir)
     total_steps = sum(job.total_timesteps or 0 for job, _ in todo)
     at_once = "as many at a time as the Ray cluster has CPUs" if args.backend == "ray" else f"{args.workers} at a time"
     print(f"{suite}: {len(todo)} runs to do ({total_steps:,} environment steps), {at_once}", flush=True)

@@ -193,7 +193,7 @@ def test_a_restarted_runner_resumes_its_interrupted_runs_before_it_starts_new_on
     for job, seed in [(second, 2), (first, 2)]:
         checkpoints_of(job, seed).mkdir(parents=True)
         (checkpoints_of(job, seed) / "checkpoint_000000000010.pt").touch()
-    (checkpoints_of(second, 1)).mkdir(parents=True)  # a folder with no checkpoint yet: not under way
+    checkpoints_of(second, 1).mkdir(parents=True)  # a folder with no checkpoint yet: not under way
     assert runner.interrupted_first(todo, checkpoints_of) == [(first, 2), (second, 2), (first, 1), (second, 1)]
     assert runner.interrupted_first(todo, lambda job, seed: None) == todo  # no checkpoints folder at all
 
