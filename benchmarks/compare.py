@@ -34,6 +34,11 @@ Run (all pairs, one run a side, take about 45 minutes on 2 cores; `--pairs` pick
 
     python benchmarks/compare.py
     python benchmarks/compare.py --pairs ppo-cartpole-cleanrl sac-pendulum-cleanrl --only lucidrl
+    python benchmarks/compare.py --pairs ppo_continuous-hopper-cleanrl --seeds 1 2 3
+
+Speed can depend on what a run learns: a Hopper that has learned to hop has fewer contacts to simulate
+and fewer resets than one that falls, so where one side's seed learns faster than the other's, run the
+pair on several seeds (each figure is then the median over all of a side's runs).
 
 CleanRL's checkout root goes on PYTHONPATH (its off-policy scripts import cleanrl_utils.buffers); both peers
 run unmodified, with torch's default thread count, as a user would run them.
@@ -61,7 +66,7 @@ IDLE_WAIT_REPORT_SECONDS = 30.0  # how often to say that we are still waiting fo
 RETURN_WINDOW = 10  # the return column: mean of the last 10 training episodes
 EPISODE_LINE = re.compile(r"global_step=(\d+), episodic_return=\[?\s*([-+0-9.eE]+)")
 SPS_LINE = re.compile(r"^SPS:\s*(\d+)")
-COLUMNS = ["pair", "script", "peer", "env_id", "steps", "side", "runs", "learning_sps", "whole_sps", "wall_time",
+COLUMNS = ["pair", "script", "peer", "env_id", "steps", "side", "runs", "seeds", "learning_sps", "whole_sps", "wall_time",
            "peak_mb", "return_last10", "episodes", "date", "machine"]
 
 
@@ -113,10 +118,12 @@ class Args:
     """names of the pairs to run (empty: all of them)"""
     only: Optional[Literal["lucidrl", "peer"]] = None
     """run only one side of each pair (the other side's last row stays)"""
-    seed: int = 1
-    """seed of both sides"""
+    seeds: list[int] = field(default_factory=lambda: [1])
+    """seeds of both sides: where a seed learns faster on one side its episodes, and so its steps, cost
+    differently (MuJoCo's contacts, resets), so a pair whose two sides learn apart is better run on several"""
     repeats: int = 1
-    """runs of each side, alternating (peer, LucidRL, peer, ...); the table shows each figure's median"""
+    """runs of each side and seed, alternating (peer, LucidRL, peer, ...); the table shows each figure's
+    median over all of a side's runs"""
     cleanrl_dir: str = "~/cleanrl"
     """a checkout of vwxyzjn/cleanrl (commit fe8d8a0)"""
     cleanrl_python: str = "~/venvs/cleanrl/bin/python"
@@ -245,6 +252,14 @@ def median(values: list) -> str:
     return f"{value:.6g}"
 
 
+def seeds_text(seeds: list) -> str:
+    """"1", "1, 2, 5", or a run of consecutive seeds as "1–3"."""
+    ordered = sorted(set(seeds))
+    if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]}–{ordered[-1]}"
+    return ", ".join(map(str, ordered))
+
+
 def read_rows(path: Path) -> dict:
     if not path.exists():
         return {}
@@ -265,7 +280,8 @@ def ratio(ours: str, theirs: str) -> str:
 def render_table(rows: dict) -> str:
     lines = [f"Measured by `python benchmarks/compare.py` (each row on the machine and day its last column names); "
              f"Python {platform.python_version()}. One process at a time on an idle "
-             "machine, seed 1, the same hyperparameters and budget on both sides; ratio = LucidRL / peer. "
+             "machine, the same seeds (seed 1 unless the *runs* column names others), hyperparameters and budget "
+             "on both sides; ratio = LucidRL / peer. "
              "*learning*: steps/s after the warm-up (every step pays for an update in the off-policy scripts); "
              "*whole*: each program's own steps/s for its training loop; *wall*: process start to exit "
              "(LucidRL's includes its final 10-episode evaluation); *peak*: maximum resident memory; *return*: "
@@ -287,7 +303,8 @@ def render_table(rows: dict) -> str:
         measured_on = (f"{theirs['machine']}, {theirs['date']}" if side_by_side else
                        f"{theirs['machine']}, {theirs['date']} / {ours['machine']}, {ours['date']}")
         lines.append(
-            f"| {pair.script} {pair.env_id} | {pair.total_timesteps:,} | {theirs['runs']} / {ours['runs']} | {peer} {pair.peer_target} | "
+            f"| {pair.script} {pair.env_id} | {pair.total_timesteps:,} | {theirs['runs']} / {ours['runs']}"
+            f"{'' if (ours.get('seeds') or '1') == '1' else ', seeds ' + ours['seeds']} | {peer} {pair.peer_target} | "
             f"{number(theirs['learning_sps'])} → {number(ours['learning_sps'])} | "
             f"{pair_ratio(ours['learning_sps'], theirs['learning_sps'])} | "
             f"{number(theirs['whole_sps'])} → {number(ours['whole_sps'])} | {pair_ratio(ours['whole_sps'], theirs['whole_sps'])} | "
@@ -322,10 +339,10 @@ def main(args: Args) -> int:
     for pair in selected:
         results = {side: [] for side in sides}
         for repeat in range(args.repeats):
-            for side in sides:
+            for seed, side in ((seed, side) for seed in args.seeds for side in sides):
                 wait_for_idle()
-                print(f"{pair.name}: {side}, run {repeat + 1}/{args.repeats} ...", flush=True)
-                result = run_lucidrl(pair, args.seed) if side == "lucidrl" else run_peer(pair, args, args.seed)
+                print(f"{pair.name}: {side}, seed {seed}, run {repeat + 1}/{args.repeats} ...", flush=True)
+                result = run_lucidrl(pair, seed) if side == "lucidrl" else run_peer(pair, args, seed)
                 returns = result.pop("returns")
                 last = returns[-RETURN_WINDOW:]
                 result["return_last10"] = sum(last) / max(len(last), 1)
@@ -336,7 +353,7 @@ def main(args: Args) -> int:
         for side, runs in results.items():
             rows[(pair.name, side)] = {
                 "pair": pair.name, "script": pair.script, "peer": pair.peer, "env_id": pair.env_id,
-                "steps": pair.total_timesteps, "side": side, "runs": len(runs),
+                "steps": pair.total_timesteps, "side": side, "runs": len(runs), "seeds": seeds_text(args.seeds),
                 **{key: median([run[key] for run in runs]) for key in runs[0]},
                 "date": time.strftime("%Y-%m-%d"), "machine": machine_name()}
         with open(csv_path, "w", newline="") as file:  # after every pair: a killed comparison keeps its rows

@@ -29,10 +29,15 @@ def main() -> None:
     # The env step includes the vector env, its wrappers and the autoreset.
     wrapper_class = gym.wrappers.vector.RecordEpisodeStatistics
     wrapper_class.step = timed(totals, "environment step", wrapper_class.step)
-    # Acting runs under inference mode; the same methods called with gradients are the update's forwards.
-    kind = lambda: "acting (policy and value forwards, sample)" if torch.is_inference_mode_enabled() else "update: forwards"
-    ppo.Agent.get_action_and_value = timed(totals, kind, ppo.Agent.get_action_and_value)
-    ppo.Agent.get_value = timed(totals, kind, ppo.Agent.get_value)
+    acting = "acting (policy and value forwards, sample)"
+    if hasattr(ppo, "RolloutPolicy"):  # ppo_continuous.py acts in numpy; its torch Agent runs in the update only
+        ppo.RolloutPolicy.act = timed(totals, acting, ppo.RolloutPolicy.act)
+        ppo.RolloutPolicy.value = timed(totals, acting, ppo.RolloutPolicy.value)
+        ppo.Agent.evaluate_actions = timed(totals, "update: forwards", ppo.Agent.evaluate_actions)
+    else:  # acting runs under inference mode; the same methods called with gradients are the update's forwards
+        kind = lambda: acting if torch.is_inference_mode_enabled() else "update: forwards"
+        ppo.Agent.get_action_and_value = timed(totals, kind, ppo.Agent.get_action_and_value)
+        ppo.Agent.get_value = timed(totals, kind, ppo.Agent.get_value)
     if hasattr(ppo, "RunningMeanStd"):  # ppo.py has no normalisers
         ppo.RunningMeanStd.update = timed(totals, "normalisation (obs update, reward scale)", ppo.RunningMeanStd.update)
         ppo.RunningMeanStd.normalize = timed(totals, "normalisation (obs update, reward scale)", ppo.RunningMeanStd.normalize)

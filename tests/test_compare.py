@@ -52,6 +52,18 @@ def test_the_table_shows_a_pair_only_when_both_sides_ran():
     assert "test CPU, 2 cores, 2026-11-28 |" in table
 
 
+def test_a_row_of_several_seeds_names_them():
+    assert compare.seeds_text([1]) == "1" and compare.seeds_text([3, 1, 2]) == "1–3"
+    assert compare.seeds_text([1, 2]) == "1, 2" and compare.seeds_text([5, 1, 2]) == "1, 2, 5"
+    rows = {("sac-pendulum-cleanrl", "lucidrl"): dict(ROW, runs="3", seeds="1–3"),
+            ("sac-pendulum-cleanrl", "peer"): dict(ROW, runs="3", seeds="1–3", learning_sps="100")}
+    assert "| sac.py Pendulum-v1 | 15,000 | 3 / 3, seeds 1–3 | CleanRL" in compare.render_table(rows)
+    # a row written before the seeds column existed (or with seed 1 alone) names none
+    for seeds in ({}, {"seeds": ""}, {"seeds": "1"}):
+        rows = {("sac-pendulum-cleanrl", side): dict(ROW, **seeds) for side in ("lucidrl", "peer")}
+        assert "| 15,000 | 1 / 1 | CleanRL" in compare.render_table(rows)
+
+
 def test_a_ratio_needs_both_sides_on_one_machine_on_one_day():
     for other in ({"machine": "another CPU, 2 cores"}, {"date": "2026-11-29"}):
         rows = {("sac-pendulum-cleanrl", "lucidrl"): ROW, ("sac-pendulum-cleanrl", "peer"): dict(ROW, **other)}
