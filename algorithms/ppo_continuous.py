@@ -317,12 +317,10 @@ class RolloutPolicy:
     ratio starts at 1 up to rounding."""
 
     def __init__(self, agent: Agent):
-        def host(tensor: torch.Tensor) -> np.ndarray:
-            return tensor.detach().cpu().numpy()
-
-        self.actor_layers = [(host(layer.weight), host(layer.bias)) for layer in agent.actor_mean if isinstance(layer, nn.Linear)]
-        self.critic_layers = [(host(layer.weight), host(layer.bias)) for layer in agent.critic if isinstance(layer, nn.Linear)]
-        self.std = np.exp(host(agent.actor_logstd))  # (1, action_size)
+        self.actor_layers, self.critic_layers = host_layers(agent.actor_mean), host_layers(agent.critic)
+        # the per-step constants of log N(a; mu, sigma), computed once per iteration, each (1, action_size)
+        self.std = np.exp(agent.actor_logstd.detach().cpu().numpy())
+        self.log_std, self.two_variance = np.log(self.std), 2 * self.std ** 2
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """V(s): obs (n, obs_size) float32 -> (n,)."""
@@ -333,8 +331,14 @@ class RolloutPolicy:
         (n, action_size), log_probs (n,), values (n,)."""
         action_mean = tanh_mlp(self.actor_layers, obs)  # (n, action_size)
         actions = action_mean + self.std * rng.standard_normal(action_mean.shape, dtype=np.float32)
-        log_probs = (-((actions - action_mean) ** 2) / (2 * self.std ** 2) - np.log(self.std) - LOG_SQRT_2PI).sum(1)
+        log_probs = (-((actions - action_mean) ** 2) / self.two_variance - self.log_std - LOG_SQRT_2PI).sum(1)
         return actions, log_probs, self.value(obs)
+
+
+def host_layers(network: nn.Sequential) -> list:
+    """The (weight, bias) numpy arrays of each Linear layer: views of the parameters on CPU, copies from a GPU."""
+    return [(layer.weight.detach().cpu().numpy(), layer.bias.detach().cpu().numpy())
+            for layer in network if isinstance(layer, nn.Linear)]
 
 
 def tanh_mlp(layers: list, x: np.ndarray) -> np.ndarray:

@@ -36,8 +36,8 @@ Run (all pairs, one run a side, take about 45 minutes on 2 cores; `--pairs` pick
     python benchmarks/compare.py --pairs ppo-cartpole-cleanrl sac-pendulum-cleanrl --only lucidrl
     python benchmarks/compare.py --pairs ppo_continuous-hopper-cleanrl --seeds 1 2 3
 
-Speed can depend on what a run learns: a Hopper that has learned to hop has fewer contacts to simulate
-and fewer resets than one that falls, so where one side's seed learns faster than the other's, run the
+Speed can depend on what a run learns: a Hopper that has learned to hop falls and resets less, and its
+simulated steps measured cheaper (176 against 221 µs, benchmarks.md), so where one side's seed learns faster than the other's, run the
 pair on several seeds (each figure is then the median over all of a side's runs).
 
 CleanRL's checkout root goes on PYTHONPATH (its off-policy scripts import cleanrl_utils.buffers); both peers
@@ -45,6 +45,7 @@ run unmodified, with torch's default thread count, as a user would run them.
 """
 
 import csv
+import itertools
 import json
 import os
 import platform
@@ -120,7 +121,7 @@ class Args:
     """run only one side of each pair (the other side's last row stays)"""
     seeds: list[int] = field(default_factory=lambda: [1])
     """seeds of both sides: where a seed learns faster on one side its episodes, and so its steps, cost
-    differently (MuJoCo's contacts, resets), so a pair whose two sides learn apart is better run on several"""
+    differently (fewer falls and resets), so a pair whose two sides learn apart is better run on several"""
     repeats: int = 1
     """runs of each side and seed, alternating (peer, LucidRL, peer, ...); the table shows each figure's
     median over all of a side's runs"""
@@ -300,11 +301,12 @@ def render_table(rows: dict) -> str:
         # between sessions and their speed drifts): otherwise the row shows the figures and no ratio.
         side_by_side = (ours["machine"], ours["date"]) == (theirs["machine"], theirs["date"])
         pair_ratio = ratio if side_by_side else lambda *_: "— (not side by side)"
+        seeds = ours.get("seeds") or "1"  # rows written before the seeds column ran seed 1
+        runs = f"{theirs['runs']} / {ours['runs']}" + ("" if seeds == "1" else f", seeds {seeds}")
         measured_on = (f"{theirs['machine']}, {theirs['date']}" if side_by_side else
                        f"{theirs['machine']}, {theirs['date']} / {ours['machine']}, {ours['date']}")
         lines.append(
-            f"| {pair.script} {pair.env_id} | {pair.total_timesteps:,} | {theirs['runs']} / {ours['runs']}"
-            f"{'' if (ours.get('seeds') or '1') == '1' else ', seeds ' + ours['seeds']} | {peer} {pair.peer_target} | "
+            f"| {pair.script} {pair.env_id} | {pair.total_timesteps:,} | {runs} | {peer} {pair.peer_target} | "
             f"{number(theirs['learning_sps'])} → {number(ours['learning_sps'])} | "
             f"{pair_ratio(ours['learning_sps'], theirs['learning_sps'])} | "
             f"{number(theirs['whole_sps'])} → {number(ours['whole_sps'])} | {pair_ratio(ours['whole_sps'], theirs['whole_sps'])} | "
@@ -339,7 +341,7 @@ def main(args: Args) -> int:
     for pair in selected:
         results = {side: [] for side in sides}
         for repeat in range(args.repeats):
-            for seed, side in ((seed, side) for seed in args.seeds for side in sides):
+            for seed, side in itertools.product(args.seeds, sides):
                 wait_for_idle()
                 print(f"{pair.name}: {side}, seed {seed}, run {repeat + 1}/{args.repeats} ...", flush=True)
                 result = run_lucidrl(pair, seed) if side == "lucidrl" else run_peer(pair, args, seed)

@@ -296,8 +296,8 @@ def run_suite(args: Args, suite: str, jobs: list, done: set) -> list:
             and (args.force or not finished(job, seed))]
     if args.force:  # a forced rerun starts over
         for job, seed in todo:
-            if checkpoint_dir(job, seed):
-                shutil.rmtree(checkpoint_dir(job, seed), ignore_errors=True)
+            if directory := checkpoint_dir(job, seed):
+                shutil.rmtree(directory, ignore_errors=True)
     todo = interrupted_first(todo, checkpoint_dir)
     total_steps = sum(job.total_timesteps or 0 for job, _ in todo)
     at_once = "as many at a time as the Ray cluster has CPUs" if args.backend == "ray" else f"{args.workers} at a time"
