@@ -17,9 +17,9 @@ with --total-timesteps set to --until, so it ends there with the script's greedy
 same run as the original up to --until because these scripts read the budget only to stop and to size
 the replay buffer (min(--buffer-size, budget + num_envs) rows), and a run never writes more rows than its
 steps, so the smaller buffer of the shorter run is never full where the original's was not.
-Continuations run --workers at a time, each on one thread, in a temporary folder (the checkpoint itself is
-not touched; --workdir keeps them). Output: a markdown table on stdout, one row per continuation, of the episodes that ended
-after the checkpoint.
+Continuations run --workers at a time, each on one thread, in a temporary folder (--workdir keeps them;
+the checkpoint itself is not touched). Output: a markdown table on stdout, one row per continuation, of
+the episodes that ended after the checkpoint.
 """
 
 import csv
@@ -130,8 +130,8 @@ def check(args: Args, checkpoint: dict) -> str:
         fail(f"--script {script} is not a file")
     step, saved = checkpoint["global_step"], checkpoint["args"]
     if not step < args.until <= saved["total_timesteps"]:
-        fail(f"--until must be after the checkpoint's step {step:,} and at most its run's {saved['total_timesteps']:,}; "
-             f"got {args.until:,}")
+        fail(f"--until must be after the checkpoint's step {step:,} and at most its run's "
+             f"{saved['total_timesteps']:,}; got {args.until:,}")
     if not args.seeds and not args.control:
         fail("nothing to run: give --seeds or keep --control")
     return script

@@ -39,8 +39,9 @@ class Args:
     """seeds the uniform draw of states and the policy's samples"""
 
 
+# how each column prints; the rest with one decimal
 FORMATS = {"alpha": "{:.3f}", "entropy": "{:.2f}", "target": "{:.0f}", "u beyond ±3": "{:.2%}",
-           "u beyond ±5": "{:.2%}", "u beyond ±7": "{:.2%}", "log pi (1e-6) - log pi": "{:.4f}"}  # the rest: one decimal
+           "u beyond ±5": "{:.2%}", "u beyond ±7": "{:.2%}", "log pi (1e-6) - log pi": "{:.4f}"}
 
 
 def fail(message: str) -> None:

@@ -33,7 +33,8 @@ def test_the_control_replays_the_run_and_a_reseeded_continuation_does_not(tmp_pa
     checkpoint = sorted((run_dir / "checkpoints").glob("checkpoint_*.pt"))[0]
     assert checkpoint.name == "checkpoint_000000000600.pt"
     with open(run_dir / "episodes.csv", newline="") as file:
-        original = [float(row["episode_return"]) for row in csv.DictReader(file) if 600 < int(row["global_step"]) <= 1200]
+        original = [float(row["episode_return"]) for row in csv.DictReader(file)
+                    if 600 < int(row["global_step"]) <= 1200]
     assert len(original) == 3
 
     result = subprocess.run([sys.executable, str(TOOL), str(checkpoint), "--until", "1200", "--seeds", "7"],
