@@ -37,8 +37,9 @@ Run (all pairs, one run a side, take about 45 minutes on 2 cores; `--pairs` pick
     python benchmarks/compare.py --pairs ppo_continuous-hopper-cleanrl --seeds 1 2 3
 
 Speed can depend on what a run learns: a Hopper that has learned to hop falls and resets less, and its
-simulated steps measured cheaper (176 against 221 µs, benchmarks.md), so where one side's seed learns faster than the other's, run the
-pair on several seeds (each figure is then the median over all of a side's runs).
+simulated steps measured cheaper (176 against 221 µs, benchmarks.md), so where one side's seed learns
+faster than the other's, run the pair on several seeds (each figure is then the median over all of a
+side's runs).
 
 CleanRL's checkout root goes on PYTHONPATH (its off-policy scripts import cleanrl_utils.buffers); both peers
 run unmodified, with torch's default thread count, as a user would run them.

@@ -67,10 +67,11 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def reseeded_copy(checkpoint: dict, seed: Optional[int], until: int, folder: str) -> str:
-    """The checkpoint with its run folder moved to `folder`, its budget `until`, and (for a seed) its replay
-    sampler and torch's generator reseeded from `seed` and `seed + 1`; the path of the copy."""
-    copy = dict(checkpoint, run_dir=os.path.join(folder, "run"), args=dict(checkpoint["args"], total_timesteps=until))
+def reseeded_copy(checkpoint: dict, saved_args: dict, seed: Optional[int], folder: str) -> str:
+    """The checkpoint with its run folder moved to `folder`, its arguments `saved_args` (the budget cut to
+    --until), and (for a seed) its replay sampler and torch's generator reseeded from `seed` and `seed + 1`;
+    the path of the copy."""
+    copy = dict(checkpoint, run_dir=os.path.join(folder, "run"), args=saved_args)
     if seed is not None:
         copy["random"] = dict(checkpoint["random"], sample_generator=torch.Generator().manual_seed(seed).get_state(),
                               torch=torch.Generator().manual_seed(seed + 1).get_state())
@@ -96,11 +97,11 @@ def command_line(saved: dict) -> list:
     return flags
 
 
-def continue_run(script: str, copy_path: str, folder: str, extra: list) -> float:
-    """Resume `copy_path` with `script` on one thread (its own process, as a run is resumed: the envs it
-    pickled name the script's classes), output in folder/log.txt; the mean greedy evaluation return."""
-    saved = torch.load(copy_path, map_location="cpu", weights_only=False)["args"]
-    saved = dict(saved, resume=copy_path, checkpoint_dir=os.path.join(folder, "checkpoints"))
+def continue_run(script: str, saved_args: dict, copy_path: str, folder: str, extra: list) -> float:
+    """Resume `copy_path` (made with `saved_args`) with `script` on one thread (its own process, as a run is
+    resumed: the envs it pickled name the script's classes), output in folder/log.txt; the mean greedy
+    evaluation return."""
+    saved = dict(saved_args, resume=copy_path, checkpoint_dir=os.path.join(folder, "checkpoints"))
     log_path = os.path.join(folder, "log.txt")
     with open(log_path, "w") as log:
         finished = subprocess.run([sys.executable, script, *command_line(saved), *extra], cwd=folder, stdout=log,
@@ -143,16 +144,16 @@ def main(args: Args) -> None:
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
         fail(f"{args.checkpoint} is not a readable checkpoint: {str(error).splitlines()[0]}")
     script = check(args, checkpoint)
-    step = checkpoint["global_step"]
+    step, saved_args = checkpoint["global_step"], dict(checkpoint["args"], total_timesteps=args.until)
     names = (["control"] if args.control else []) + [f"seed {seed}" for seed in args.seeds]
     seeds = ([None] if args.control else []) + list(args.seeds)
     with tempfile.TemporaryDirectory() as temporary:
         workdir = args.workdir or temporary
         folders = [os.path.join(workdir, name.replace(" ", "")) for name in names]
-        copies = [reseeded_copy(checkpoint, seed, args.until, folder) for seed, folder in zip(seeds, folders)]
+        copies = [reseeded_copy(checkpoint, saved_args, seed, folder) for seed, folder in zip(seeds, folders)]
         del checkpoint  # a 1M-step checkpoint's buffer is ~100 MB: not kept while the continuations run
         with ThreadPoolExecutor(args.workers) as pool:
-            evaluations = list(pool.map(lambda job: continue_run(script, *job, args.extra.split()),
+            evaluations = list(pool.map(lambda job: continue_run(script, saved_args, *job, args.extra.split()),
                                         zip(copies, folders)))
         print(f"{os.path.basename(script)} continued from {args.checkpoint} (step {step:,}) to {args.until:,}\n")
         print("| continuation | episodes | mean return | shortest episode (steps) | last 10 | greedy evaluation |")

@@ -49,15 +49,21 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def statistics(sac, checkpoint: dict, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> dict:
-    """The row's figures for the states `obs` (n, obs_size) and the actions the run took there (n, action_size)."""
-    saved, learner = checkpoint["args"], checkpoint["learner"]
-    env = gym.make(saved["env_id"])
-    obs_size, action_size = obs.shape[1], actions.shape[1]
-    actor = sac.Actor(obs_size, env.action_space, tuple(saved["hidden_sizes"]))
+def networks(sac, checkpoint: dict) -> tuple:
+    """The checkpoint's actor and first critic, as sac.py builds them."""
+    saved, learner, buffer = checkpoint["args"], checkpoint["learner"], checkpoint["replay_buffer"]
+    obs_size, action_size = buffer["obs"].shape[1], buffer["actions"].shape[1]
+    actor = sac.Actor(obs_size, gym.make(saved["env_id"]).action_space, tuple(saved["hidden_sizes"]))
     actor.load_state_dict(learner["actor"])
     critic = sac.SoftQNetwork(obs_size, action_size, tuple(saved["hidden_sizes"]))
     critic.load_state_dict(learner["qf1"])
+    return actor, critic
+
+
+def statistics(sac, checkpoint: dict, actor, critic, obs: torch.Tensor, actions: torch.Tensor,
+               generator: torch.Generator) -> dict:
+    """The row's figures for the states `obs` (n, obs_size) and the actions the run took there (n, action_size)."""
+    action_size = actions.shape[1]
     with torch.no_grad():
         mean, log_std = actor(obs)  # each (n, action_size)
         u = mean + log_std.exp() * torch.randn(mean.shape, generator=generator)
@@ -83,12 +89,14 @@ def main(args: Args) -> None:
             fail(f"{path} is not a readable checkpoint: {str(error).splitlines()[0]}")
         if checkpoint.get("script") != "sac.py":
             fail(f"{path} is a checkpoint of {checkpoint.get('script')}, not of sac.py")
+        actor, critic = networks(sac, checkpoint)
         buffer, generator = checkpoint["replay_buffer"], torch.Generator().manual_seed(args.seed)
         count = min(args.states, buffer["size"])
         last = (torch.arange(buffer["pos"] - count, buffer["pos"]) + buffer["size"]) % buffer["size"]
         drawn = torch.randint(buffer["size"], (count,), generator=generator)
         for name, rows in ((f"last {count:,}", last), (f"{count:,} drawn", drawn)):
-            figures = statistics(sac, checkpoint, buffer["obs"][rows], buffer["actions"][rows], generator)
+            figures = statistics(sac, checkpoint, actor, critic, buffer["obs"][rows], buffer["actions"][rows],
+                                 generator)
             if header is None:
                 header = list(figures)
                 print("| step | states | " + " | ".join(header) + " |")
