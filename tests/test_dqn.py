@@ -1,6 +1,7 @@
-"""dqn.py: TD targets (terminated vs truncated, Double-Q), the dueling head, the replay buffer, the
-target update, what the loop stores at a time limit, update counts with several envs, prioritized
-replay (the sum tree, sampling frequencies, importance weights), n-step windows, and learning CartPole."""
+"""dqn.py: TD targets (terminated vs truncated, Double-Q), the dueling head, acting in numpy, the replay
+buffer, the target update, what the loop stores at a time limit, update counts with several envs,
+prioritized replay (the sum tree, sampling frequencies, importance weights), n-step windows, and
+learning CartPole."""
 
 import json
 import shutil
@@ -44,6 +45,23 @@ def test_dueling_head_is_value_plus_advantage_minus_mean_advantage():
     assert torch.allclose(network(obs).mean(dim=1, keepdim=True), value, atol=1e-6)
     plain = dqn.QNetwork(4, 3, (8,), dueling=False)
     assert plain.value is None and plain(obs).shape == (5, 3)
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_the_numpy_acting_network_gives_the_q_networks_values_and_follows_its_updates(dueling):
+    torch.manual_seed(0)
+    network = dqn.QNetwork(4, 3, (16, 8), dueling=dueling)
+    acting = dqn.ActingQNetwork(network)
+    obs = torch.randn(6, 4)
+    with torch.no_grad():
+        np.testing.assert_allclose(acting(obs.numpy()), network(obs).numpy(), rtol=1e-5, atol=1e-6)
+    # on CPU the arrays view the parameters: an optimizer step (in place) shows without a rebuild
+    optimizer = torch.optim.Adam(network.parameters(), lr=0.1, fused=True)
+    network(obs).sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        np.testing.assert_allclose(acting(obs.numpy()), network(obs).numpy(), rtol=1e-5, atol=1e-6)
+        assert acting(obs.numpy()).argmax(axis=1).tolist() == network(obs).argmax(dim=1).tolist()
 
 
 def test_replay_buffer_wraps_around_and_samples_what_it_holds():
