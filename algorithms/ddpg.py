@@ -197,7 +197,9 @@ def check_spaces(args: Args, obs_space: gym.Space, action_space: gym.Space) -> N
 def mlp(in_size: int, hidden_sizes: tuple, out_size: int) -> nn.Sequential:
     layers, width = [], in_size
     for size in hidden_sizes:
-        layers += [nn.Linear(width, size), nn.ReLU()]
+        # in place: the ReLU overwrites the Linear's fresh output (whose backward does not need it) instead of
+        # writing a new 256 x 256 batch to memory; bitwise the same, ~7% of an update on CPU (benchmarks.md)
+        layers += [nn.Linear(width, size), nn.ReLU(inplace=True)]
         width = size
     return nn.Sequential(*layers, nn.Linear(width, out_size))
 

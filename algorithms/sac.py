@@ -205,7 +205,9 @@ def check_spaces(args: Args, obs_space: gym.Space, action_space: gym.Space) -> N
 def mlp(in_size: int, hidden_sizes: tuple, out_size: int) -> nn.Sequential:
     layers, width = [], in_size
     for size in hidden_sizes:
-        layers += [nn.Linear(width, size), nn.ReLU()]
+        # in place: the ReLU overwrites the Linear's fresh output (whose backward does not need it) instead of
+        # writing a new 256 x 256 batch to memory; bitwise the same, ~7% of an update on CPU (benchmarks.md)
+        layers += [nn.Linear(width, size), nn.ReLU(inplace=True)]
         width = size
     return nn.Sequential(*layers, nn.Linear(width, out_size))
 
@@ -306,7 +308,8 @@ def squashed_gaussian_log_prob(gaussian_sample, mean, log_std, action_scale) -> 
     (Eq. 26 of Haarnoja et al. 2018b, plus the affine rescaling):
         log pi(a|s) = sum_i [ log N(u_i; mean_i, std_i) - log(1 - tanh(u_i)^2) - log scale_i ].
     Shapes: gaussian_sample, mean, log_std (batch, action_size); action_scale (action_size,) -> (batch,)."""
-    gaussian_log_prob = torch.distributions.Normal(mean, log_std.exp()).log_prob(gaussian_sample)
+    # validate_args=False: the argument checks cost a few tensor passes per call and the inputs are ours
+    gaussian_log_prob = torch.distributions.Normal(mean, log_std.exp(), validate_args=False).log_prob(gaussian_sample)
     # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)): exact and finite even where tanh(u) rounds to +-1
     # (CleanRL's log(1 - tanh(u)^2 + 1e-6) is biased there).
     log_tanh_derivative = 2.0 * (math.log(2.0) - gaussian_sample - F.softplus(-2.0 * gaussian_sample))
