@@ -27,8 +27,8 @@ def main() -> None:
     wrapper_class.step = timed(totals, "environment step", wrapper_class.step)
     dqn.ReplayBuffer.add = timed(totals, "store transitions (buffer add)", dqn.ReplayBuffer.add)
     dqn.ReplayBuffer.sample = timed(totals, "sample a batch", dqn.ReplayBuffer.sample)
-    forward_kind = lambda: "acting (network forward)" if torch.is_inference_mode_enabled() else "update: forwards"
-    dqn.QNetwork.forward = timed(totals, forward_kind, dqn.QNetwork.forward)
+    dqn.ActingQNetwork.__call__ = timed(totals, "acting (numpy Q network)", dqn.ActingQNetwork.__call__)
+    dqn.QNetwork.forward = timed(totals, "update: forwards", dqn.QNetwork.forward)
     torch.Tensor.backward = timed(totals, "update: backward", torch.Tensor.backward)
     torch.optim.Adam.step = timed(totals, "update: Adam step", torch.optim.Adam.step)
     dqn.soft_update = timed(totals, "target network sync", dqn.soft_update)
