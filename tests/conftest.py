@@ -267,6 +267,26 @@ class TimedEnv(gym.Env):
         return np.array([self.t, 1.0], np.float32), 1.0, self.t == self.terminate_at, False, {}
 
 
+class NarrowActionEnv(gym.Env):
+    """Actions bounded to +-0.1, so nearly every sample of a std-1 Gaussian must be clipped for the env;
+    records the actions it receives (ppo_continuous.py and trpo.py store the unclipped sample)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-0.1, 0.1, (2,), np.float32)
+    received = []
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.np_random.normal(size=2).astype(np.float32), {}
+
+    def step(self, action):
+        NarrowActionEnv.received.append(np.array(action))
+        return self.np_random.normal(size=2).astype(np.float32), 1.0, False, False, {}
+
+
 class EndlessRewardEnv(gym.Env):
     """One state, one action, reward 1 per step; it terminates at step `terminate_at` if given, else
     only the time limit ends it. Never terminating, its value is 1 / (1 - gamma): treating the time

@@ -1,6 +1,6 @@
 """ppo.py and a2c.py: GAE (also of ppo_continuous.py and trpo.py) and n-step returns by hand (with a termination and a truncation), the
 observation and reward normalisers of ppo_continuous.py, trpo.py and a2c.py (its optional ones also in the
-loop and the checkpoint), the loop's bootstrap from V(true final obs), the refusal of a budget below one rollout
+loop and the checkpoint), the numpy rollout policy of ppo_continuous.py and trpo.py, the loop's bootstrap from V(true final obs), the refusal of a budget below one rollout
 (all four on-policy scripts), the NaN-loss stop, and learning CartPole."""
 
 import gymnasium as gym
@@ -28,7 +28,7 @@ def test_gae_by_hand_with_a_termination_and_a_truncation(module):
     terminations = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
     dones = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
     inputs = [rewards, values, next_values, terminations, dones]
-    if module in (ppo, a2c, ppo_continuous):  # these keep their rollout, and compute GAE, in numpy
+    if module in (ppo, a2c, ppo_continuous, trpo):  # these keep their rollout, and compute GAE, in numpy
         inputs = [array.numpy() for array in inputs]
     advantages = module.compute_gae(*inputs, gamma, lam)
     # Column 0: d2 = 1 + 0.5*4 - 2 = 1; d1 = 1 - 2 = -1 (no bootstrap, no carry); d0 = 1 + 0.5*2 - 2 = 0,
@@ -88,6 +88,41 @@ def test_a_budget_smaller_than_one_rollout_is_refused(script, default_rollout, i
     status, stderr = run_in_process(script, ["--total-timesteps", str(default_rollout - 1)], capsys)
     assert status == 2 and "--total-timesteps" in stderr and f"{default_rollout}" in stderr, stderr
     assert not (in_tmp / "runs").exists()
+
+
+# ppo_continuous.py and trpo.py act through the same RolloutPolicy (copied): one check for both, against torch's Normal.
+@pytest.mark.parametrize("module", [ppo_continuous, trpo], ids=["ppo_continuous", "trpo"])
+def test_the_rollout_policy_is_the_agent_in_numpy(module):
+    """RolloutPolicy (the rollout acts in numpy) gives the torch Agent's V(s) and log pi(a|s) for the same
+    weights, samples a = mu(s) + sigma * noise from the generator it is handed, and follows the agent's
+    weights when it is taken again after they change (in place, as Adam and the natural-gradient step write)."""
+    torch.manual_seed(0)
+    agent = module.Agent(obs_size=5, action_size=3)
+    with torch.no_grad():
+        agent.actor_logstd.copy_(torch.tensor([[0.3, -0.5, 0.1]]))
+        for layer in agent.actor_mean[::2]:  # the last layer starts near 0 (std 0.01): give the mean a range
+            layer.weight.normal_()
+    obs = np.random.default_rng(1).normal(size=(4, 5)).astype(np.float32)
+    policy = module.RolloutPolicy(agent)
+    actions, log_probs, values = policy.act(obs, np.random.default_rng(7))
+    assert actions.dtype == log_probs.dtype == values.dtype == np.float32
+    assert actions.shape == (4, 3) and log_probs.shape == values.shape == (4,)
+    with torch.no_grad():
+        mean = agent.actor_mean(torch.from_numpy(obs))
+        torch_log_probs = torch.distributions.Normal(mean, agent.actor_logstd.exp()).log_prob(
+            torch.from_numpy(actions)).sum(1).numpy()
+        torch_values = agent.critic(torch.from_numpy(obs))[:, 0].numpy()
+    noise = np.random.default_rng(7).standard_normal((4, 3), dtype=np.float32)
+    np.testing.assert_allclose(actions, mean.numpy() + np.exp([[0.3, -0.5, 0.1]]) * noise, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(log_probs, torch_log_probs, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(values, torch_values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(policy.value(obs), values)
+    with torch.no_grad():  # an update changes the weights: the next iteration's policy acts on the new ones
+        agent.actor_mean[-1].bias.add_(1.0)
+        agent.critic[-1].bias.add_(1.0)
+    next_policy = module.RolloutPolicy(agent)
+    np.testing.assert_allclose(next_policy.value(obs), values + 1.0, rtol=1e-5)
+    np.testing.assert_allclose(next_policy.act(obs, np.random.default_rng(7))[0], actions + 1.0, rtol=1e-5, atol=1e-5)
 
 
 # RunningMeanStd and RewardScaler are copied into three scripts (a2c.py's are optional): one check for all.

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TimedEnv, load_module, run_in_process
+from conftest import NarrowActionEnv, TimedEnv, load_module, run_in_process
 
 ppo = load_module("ppo_continuous.py")
 
@@ -16,26 +16,6 @@ class BoxTimedEnv(TimedEnv):
     """conftest's TimedEnv (obs [t, 1], the final obs differs from every reset obs) with a Box action."""
 
     action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-
-
-class NarrowActionEnv(gym.Env):
-    """Actions bounded to +-0.1, so nearly every sample of a std-1 Gaussian must be clipped for the env;
-    records the actions it receives."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-    action_space = gym.spaces.Box(-0.1, 0.1, (2,), np.float32)
-    received = []
-
-    def __init__(self, render_mode=None):
-        self.render_mode = render_mode
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return self.np_random.normal(size=2).astype(np.float32), {}
-
-    def step(self, action):
-        NarrowActionEnv.received.append(np.array(action))
-        return self.np_random.normal(size=2).astype(np.float32), 1.0, False, False, {}
 
 
 def register(env_id: str, entry_point, **kwargs) -> str:
@@ -123,34 +103,6 @@ def test_log_std_is_state_independent():
     assert torch.allclose(logprob, expected)
     # the entropy of a Gaussian does not depend on its mean: the same for every state
     assert torch.allclose(entropy, torch.full((4,), 3 * (0.5 + 0.5 * np.log(2 * np.pi)) + 0.2))
-
-
-def test_the_rollout_policy_is_the_agent_in_numpy():
-    """RolloutPolicy (the rollout acts in numpy) gives the torch Agent's V(s) and log pi(a|s) for the same
-    weights, samples a = mu(s) + sigma * noise from the generator it is handed, and follows the agent's
-    weights when it is taken again after they change."""
-    torch.manual_seed(0)
-    agent = ppo.Agent(obs_size=5, action_size=3)
-    with torch.no_grad():
-        agent.actor_logstd.copy_(torch.tensor([[0.3, -0.5, 0.1]]))
-        for layer in agent.actor_mean[::2]:  # the last layer starts near 0 (std 0.01): give the mean a range
-            layer.weight.normal_()
-    obs = np.random.default_rng(1).normal(size=(4, 5)).astype(np.float32)
-    policy = ppo.RolloutPolicy(agent)
-    actions, log_probs, values = policy.act(obs, np.random.default_rng(7))
-    assert actions.dtype == log_probs.dtype == values.dtype == np.float32
-    assert actions.shape == (4, 3) and log_probs.shape == values.shape == (4,)
-    with torch.no_grad():
-        mean = agent.actor_mean(torch.from_numpy(obs)).numpy()
-        torch_log_probs, _, torch_values = agent.evaluate_actions(torch.from_numpy(obs), torch.from_numpy(actions))
-    noise = np.random.default_rng(7).standard_normal((4, 3), dtype=np.float32)
-    np.testing.assert_allclose(actions, mean + np.exp([[0.3, -0.5, 0.1]]) * noise, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(log_probs, torch_log_probs.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(values, torch_values.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(policy.value(obs), values)
-    with torch.no_grad():  # an update changes the weights: the next iteration's policy acts on the new ones
-        agent.critic[-1].bias.add_(1.0)
-    np.testing.assert_allclose(ppo.RolloutPolicy(agent).value(obs), values + 1.0, rtol=1e-5)
 
 
 def test_storage_keeps_the_unclipped_action_and_its_log_prob_the_env_gets_it_clipped(in_tmp, monkeypatch):
