@@ -9,8 +9,9 @@ https://arxiv.org/abs/1502.05477, https://arxiv.org/abs/1506.02438. Spaces: Box 
 
 Defaults are the RL Zoo's tuned MuJoCo settings for SB3-contrib's TRPO, the benchmark reference (64-64
 tanh nets; SB3's VecNormalize: observations normalised, rewards scaled). As in ppo_continuous.py, the
-rollout acts in numpy on the networks' own weights (RolloutPolicy: a third faster), a time-limit truncation
-is bootstrapped from V(true final obs) and the normalisation statistics are saved with the model. The KL is KL(old || new), the paper's (SB3-contrib's KL(new || old) has the same Hessian).
+rollout acts in numpy on the networks' own weights (RolloutPolicy: 40% more steps per second), a
+time-limit truncation is bootstrapped from V(true final obs) and the normalisation statistics are saved
+with the model. The KL is KL(old || new), the paper's (SB3-contrib's KL(new || old) has the same Hessian).
 
     python algorithms/trpo.py                               # Hopper-v5, 1M steps
     python algorithms/trpo.py --env-id HalfCheetah-v5 --max-kl 0.04 --seed 2   # the Zoo's HalfCheetah setting
