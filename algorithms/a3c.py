@@ -379,6 +379,15 @@ def set_worker_state(state: dict, env: gym.Env) -> None:
     env.unwrapped.np_random.bit_generator.state = state["env"]
 
 
+def main_process_alive(parent: int) -> bool:
+    """In a worker: whether the main process still runs. One killed outright (SIGKILL, out of memory) sets no
+    `stop`, so the workers look: under fork and spawn a worker is re-parented when the main process dies; under
+    forkserver its parent, the server, lives on while the workers do, but the pipe that multiprocessing keeps
+    from the main process to each child (the parent's sentinel) closes. (Under fork that pipe alone would not
+    do: each worker forked later inherits the main process's end of the earlier workers' pipes.)"""
+    return os.getppid() == parent and mp.parent_process().is_alive()
+
+
 def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_agent: Agent,
            optimizer: torch.optim.Optimizer, steps_claimed, steps_taken, messages, stop, pause, proceed,
            resume_state: Optional[dict]) -> None:
@@ -388,6 +397,7 @@ def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_age
     set (a checkpoint is due), the worker ends its episode, sends ("paused", worker_id, worker_state) and waits
     for `proceed`; resume_state (from a checkpoint) puts it back at that episode boundary."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it sets `stop`
+    parent = os.getppid()  # the main process (fork, spawn) or the fork server (forkserver)
     torch.set_num_threads(1)  # tiny networks; each worker is one core's worth of work (as the paper)
     seed = args.seed + worker_id
     random.seed(seed)
@@ -404,7 +414,7 @@ def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_age
         set_worker_state(resume_state, env)
         updates = resume_state["updates"]
         next_obs, _ = env.reset()
-    while not stop.is_set():
+    while not stop.is_set() and main_process_alive(parent):
         granted = claim_steps(steps_claimed, args.num_steps, args.total_timesteps)
         if granted == 0:
             break
@@ -436,9 +446,11 @@ def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_age
             messages.put(("episode", step, float(info["episode"]["r"]), int(info["episode"]["l"])))
             if pause.is_set():  # a checkpoint is due: hand over this worker's state and wait until it is written
                 messages.put(("paused", worker_id, worker_state(env, updates)))
-                while not proceed.wait(QUEUE_POLL_SECONDS) and not stop.is_set():
+                while not proceed.wait(QUEUE_POLL_SECONDS) and not stop.is_set() and main_process_alive(parent):
                     pass
             next_obs, _ = env.reset()
+    if not main_process_alive(parent):  # no one will read what is still queued: exit without waiting to flush it
+        messages.cancel_join_thread()
     env.close()
 
 

@@ -6,11 +6,13 @@ reproducible, checkpoints of several workers and their resume (the harness check
 the NaN-loss stop, Ctrl-C, and learning CartPole."""
 
 import copy
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -239,6 +241,57 @@ def test_ctrl_c_stops_the_workers_and_still_evaluates_and_saves(tmp_path):
     assert "interrupted at step" in stdout
     run_dir = next(tmp_path.glob("runs/*"))
     assert 0 < read_summary(run_dir)["global_step"] < 100_000_000 and (run_dir / "a3c.pt").exists()
+
+
+def children_of(pid: int) -> list:
+    """The pids of the processes whose parent is pid (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)": state, ppid, ...
+        except OSError:  # it exited while we looked
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def running(pid: int) -> bool:
+    """Whether pid is a process that has not exited (a zombie, waiting for its new parent to reap it, has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_workers_exit_when_the_main_process_is_killed(start_method, tmp_path):
+    """SIGKILL leaves the main process no chance to set `stop`: each worker must notice it is gone (it is
+    re-parented) and exit by itself, not wait forever on the queue or on a checkpoint's `proceed`."""
+    process = subprocess.Popen([sys.executable, str(ALGORITHMS / "a3c.py"), "--total-timesteps", "100000000",
+                                "--num-workers", "2", "--eval-episodes", "1", "--start-method", start_method,
+                                "--checkpoint-every", "200"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(len(path.read_text().splitlines()) > 5
+                                             for path in tmp_path.glob("runs/*/episodes.csv")):
+        time.sleep(0.2)
+    # the workers: the main process's children (fork), or the forkserver's (its only child but the
+    # resource tracker); what exits with the main process anyway (the tracker, the server) is left out
+    helpers = children_of(process.pid)
+    workers = [pid for helper in helpers for pid in children_of(helper)] if start_method == "forkserver" else helpers
+    workers = [pid for pid in workers if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2, workers
+    process.kill()
+    process.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(running(pid) for pid in workers):
+        time.sleep(0.1)
+    left = [pid for pid in workers if running(pid)]
+    for pid in left:  # do not leave them behind for the rest of the tests
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} of 2 workers still running 30 s after the main process was killed"
 
 
 @pytest.mark.learning
