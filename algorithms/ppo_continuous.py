@@ -329,10 +329,11 @@ class RolloutPolicy:
         return tanh_mlp(self.critic_layers, obs)[:, 0]
 
     def act(self, obs: np.ndarray, rng: np.random.Generator) -> tuple:
-        """A sample a ~ N(mu(s), sigma), its log-probability and V(s): obs (n, obs_size) -> actions
-        (n, action_size), log_probs (n,), values (n,)."""
+        """A sample a ~ N(mu(s), sigma), its log-probability (summed over the independent action dimensions)
+        and V(s): obs (n, obs_size) -> actions (n, action_size), log_probs (n,), values (n,)."""
         action_mean = tanh_mlp(self.actor_layers, obs)  # (n, action_size)
         actions = action_mean + self.std * rng.standard_normal(action_mean.shape, dtype=np.float32)
+        # log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi), per dimension
         log_probs = (-((actions - action_mean) ** 2) / self.two_variance - self.log_std - LOG_SQRT_2PI).sum(1)
         return actions, log_probs, self.value(obs)
 
