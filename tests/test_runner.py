@@ -61,35 +61,53 @@ def test_full_suite_is_valid_and_covers_every_script():
         assert f"algorithms/{script}" in included, f"{script} has no figure in the full suite's appendix"
 
 
-def test_quick_suite_end_to_end_then_skips_what_exists(tmp_path):
-    suite = ROOT / "benchmarks" / "suites" / "quick.toml"
-    result = run_runner(suite, tmp_path, "--workers", "2")
+# ---------------------------------------------------------------------------------------- the quick suite, run once
+# Its local run is shared by the end-to-end test and the Ray test (which compares Ray's results with it), so
+# both sit in the "ray" xdist group, on one worker; one torch thread a run, as Ray gives its tasks.
+QUICK = ROOT / "benchmarks" / "suites" / "quick.toml"
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+RAY = ["--backend", "ray", "--ray-cpus", "2"]
+on_ray = pytest.mark.xdist_group("ray")
+
+
+@pytest.fixture(scope="module")
+def local_quick_run(tmp_path_factory):
+    """The quick suite through the local backend, 2 workers, one thread each: (its output folder, the
+    process's result, the rows of its results file as written then)."""
+    root = tmp_path_factory.mktemp("quick-local")
+    result = subprocess.run(runner_command(QUICK, root, "--workers", "2"), cwd=ROOT, env=ONE_THREAD,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    _, jobs, *_ = runner.load_suite(str(suite))
-    rows = read_rows(tmp_path / "results" / "quick.csv")
+    return root, result, read_rows(root / "results" / "quick.csv")
+
+
+@on_ray
+def test_quick_suite_end_to_end_then_skips_what_exists(local_quick_run):
+    root, _, rows = local_quick_run
+    _, jobs, *_ = runner.load_suite(str(QUICK))
     assert {(row["job"], row["seed"]) for row in rows} == {(job.name, str(seed)) for job in jobs for seed in job.seeds}
     for row in rows:
         planning = row["total_timesteps"] == ""  # value/policy iteration take no env steps
         assert (planning or float(row["sps"]) > 0) and row["gymnasium"]
         assert row["command"].startswith(f"python algorithms/{row['script']} --env-id {row['env_id']}")
-    page = (tmp_path / "benchmarks.md").read_text()
+    page = (root / "benchmarks.md").read_text()
     assert "**Machine:**" in page
     for job in jobs:
         assert f"## {job.env_id}" in page and f"`{runner.shlex.join(job.command('N'))}`" in page
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
     assert len(images) == len({job.env_id for job in jobs})
     for image in images:
-        assert (tmp_path / image).stat().st_size > 10_000, f"{image} is missing or empty"
+        assert (root / image).stat().st_size > 10_000, f"{image} is missing or empty"
 
-    again = run_runner(suite, tmp_path)
+    again = run_runner(QUICK, root)
     assert again.returncode == 0 and "0 runs to do" in again.stdout
-    assert read_rows(tmp_path / "results" / "quick.csv") == rows
+    assert read_rows(root / "results" / "quick.csv") == rows
 
     # A runner killed before it wrote the results file: its finished raw runs count as done.
-    (tmp_path / "results" / "quick.csv").unlink()
-    after_kill = run_runner(suite, tmp_path)
+    (root / "results" / "quick.csv").unlink()
+    after_kill = run_runner(QUICK, root)
     assert after_kill.returncode == 0 and "0 runs to do" in after_kill.stdout
-    assert {(row["job"], row["seed"]) for row in read_rows(tmp_path / "results" / "quick.csv")} == \
+    assert {(row["job"], row["seed"]) for row in read_rows(root / "results" / "quick.csv")} == \
         {(row["job"], row["seed"]) for row in rows}
 
 
@@ -201,25 +219,19 @@ def test_a_restarted_runner_resumes_its_interrupted_runs_before_it_starts_new_on
 # ---------------------------------------------------------------------------------------- --backend ray
 # Each test starts its own Ray (2 CPUs, no dashboard, a small object store); they share one pytest-xdist
 # worker, one at a time, so that two Rays do not crowd a 2-core machine.
-RAY = ["--backend", "ray", "--ray-cpus", "2"]
-on_ray = pytest.mark.xdist_group("ray")
 COMPARED_COLUMNS = ["job", "script", "env_id", "variant", "seed", "total_timesteps", "global_step", "eval_return_mean",
                     "eval_episodes", "last100_return", "reach_step", "command"]  # the rest: speeds, dates, machine
 
 
 @on_ray
-def test_the_quick_suite_on_ray_gives_the_local_backends_results(tmp_path):
+def test_the_quick_suite_on_ray_gives_the_local_backends_results(local_quick_run, tmp_path):
     """Ray gives each task one CPU and OMP_NUM_THREADS=1: the local backend run with one thread gives the
     same figures, bitwise, for every script but Hogwild's (a3c.py declares DETERMINISTIC = False)."""
-    suite = ROOT / "benchmarks" / "suites" / "quick.toml"
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    local = subprocess.run(runner_command(suite, tmp_path / "local", "--workers", "2"), cwd=ROOT, env=environment,
-                           capture_output=True, text=True, timeout=600)
-    on_ray = subprocess.run(runner_command(suite, tmp_path / "ray", *RAY), cwd=ROOT, env=environment,
+    local_root, _, local_rows = local_quick_run
+    on_ray = subprocess.run(runner_command(QUICK, tmp_path / "ray", *RAY), cwd=ROOT, env=ONE_THREAD,
                             capture_output=True, text=True, timeout=600)
-    assert local.returncode == 0, local.stdout + local.stderr
     assert on_ray.returncode == 0 and "Started a local Ray instance" in on_ray.stderr, on_ray.stdout + on_ray.stderr
-    local_rows, ray_rows = (read_rows(tmp_path / name / "results" / "quick.csv") for name in ("local", "ray"))
+    ray_rows = read_rows(tmp_path / "ray" / "results" / "quick.csv")
     racing = {script for script in ENV_SCRIPTS if not getattr(load_module(script), "DETERMINISTIC", True)}
 
     def figures(rows):
@@ -227,12 +239,13 @@ def test_the_quick_suite_on_ray_gives_the_local_backends_results(tmp_path):
 
     assert len(ray_rows) == len(local_rows) == 24 and figures(ray_rows) == figures(local_rows)
     # the raw runs came back from the Ray tasks to the driver's logs folder, as the local backend leaves them
-    def files(backend, job):
-        folder = tmp_path / backend / "logs" / "quick" / job / "seed1"
+    def files(root, job):
+        folder = root / "logs" / "quick" / job / "seed1"
         return sorted(path.name for path in folder.rglob("*") if path.is_file())
 
     for row in ray_rows:
-        assert "summary.json" in files("ray", row["job"]) and files("ray", row["job"]) == files("local", row["job"])
+        ray_files = files(tmp_path / "ray", row["job"])
+        assert "summary.json" in ray_files and ray_files == files(local_root, row["job"])
     assert (tmp_path / "ray" / "benchmarks.md").read_text().count("| ") > 100
 
 
