@@ -617,6 +617,8 @@ def check_args(args: Args) -> None:
         fail(f"--learning-starts must be >= 0; got {args.learning_starts}")
     if args.batch_size > args.buffer_size:
         fail(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
+    if args.num_envs > args.buffer_size:  # one vector step's transitions must fit, or they overwrite each other
+        fail(f"--num-envs ({args.num_envs}) must not exceed --buffer-size ({args.buffer_size})")
     if not 0.0 < args.tau <= 1.0 or not 0.0 <= args.gamma <= 1.0 or not 0.0 < args.tabular_step_size <= 1.0:
         fail(f"--tau and --tabular-step-size must be in (0, 1] and --gamma in [0, 1]; got {args.tau}, "
              f"{args.tabular_step_size}, {args.gamma}")

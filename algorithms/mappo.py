@@ -124,7 +124,7 @@ class Args:
     clip_coef: float = 0.2
     """the surrogate clipping epsilon"""
     clip_vloss: bool = True
-    """clip the value loss around the old values, as ppo.py does"""
+    """clip the value loss around the critic's rollout-time outputs (Eq. 2 of Yu et al. 2022), as ppo.py does"""
     ent_coef: float = 0.01
     """weight of the entropy bonus"""
     vf_coef: float = 1.0
@@ -317,7 +317,9 @@ class ParallelEnvs:
                 terminations[i, k], truncations[i, k] = terminated.get(agent, False), truncated.get(agent, False)
             final_obs[i] = self.encode_all(observations)  # the true last observation of an agent that left
             obs[i] = self.encode_all({agent: observations[agent] for agent in env.agents})
-            state[i] = final_state[i] = self.global_state(env, final_obs[i])
+            final_state[i] = self.global_state(env, final_obs[i])
+            # the next step's state: the env's own, or (without one) the observations of the agents still there
+            state[i] = final_state[i] if self.has_state else self.global_state(env, obs[i])
             self.episode_returns[i] += rewards[i].sum()
             self.episode_lengths[i] += 1
             if not env.agents:  # the last agent left: the episode is over for everyone
@@ -398,6 +400,20 @@ def compute_gae(rewards, values, next_values, terminations, dones, gamma: float,
         next_advantage = delta + gamma * gae_lambda * (1.0 - dones[t]) * next_advantage
         advantages[t] = next_advantage
     return advantages
+
+
+def value_loss(new_values, rollout_values, returns, clip_coef: Optional[float]) -> torch.Tensor:
+    """0.5 * (V - target)^2 averaged, all in the critic's normalised units. With clip_coef, Eq. 2 of Yu et al.
+    2022 (PPO's value clipping): the larger of that error and the error of V kept within clip_coef of
+    rollout_values. rollout_values must be the critic's own outputs at rollout time, so that the window is
+    centred on what the critic predicts before this update: re-normalising their reward-unit values with the
+    statistics the targets just updated would move the window away from it (far, early in a run), and every
+    sample then outside it would get no value gradient (the clamp's). The official MAPPO code centres it
+    the same way. Shapes: (samples,) each."""
+    if clip_coef is None:
+        return 0.5 * ((new_values - returns) ** 2).mean()
+    clipped = rollout_values + (new_values - rollout_values).clamp(-clip_coef, clip_coef)
+    return 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean()
 
 
 class ValueNorm:
@@ -567,8 +583,8 @@ def check_args(args: Args) -> None:
     batch_steps = args.num_envs * args.num_steps
     if args.total_timesteps < 0 or 0 < args.total_timesteps < batch_steps:
         fail(f"--total-timesteps must be 0 (only evaluate) or one rollout ({batch_steps} steps) or more; got {args.total_timesteps}")
-    if args.num_minibatches > batch_steps:
-        fail(f"--num-minibatches ({args.num_minibatches}) must not exceed the rollout's {batch_steps} steps")
+    if batch_steps % args.num_minibatches:  # else the last minibatch would be a sliver, stepped on like a full one
+        fail(f"--num-minibatches ({args.num_minibatches}) must divide the rollout size {batch_steps} (--num-envs x --num-steps)")
     if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
         fail(f"--gamma and --gae-lambda must be in [0, 1]; got {args.gamma}, {args.gae_lambda}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
@@ -648,6 +664,7 @@ def train(args: Args) -> dict:
     critic_obs = torch.zeros((*shape, critic_size), device=device)
     actions = torch.zeros(shape, dtype=torch.long, device=device)
     logprobs, rewards, values = torch.zeros(shape, device=device), torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+    critic_outputs = torch.zeros(shape, device=device)  # the critic's normalised outputs; values: in reward units
     terminations, dones = torch.zeros(shape, device=device), torch.zeros(shape, device=device)
     alive = torch.zeros(shape, dtype=torch.bool, device=device)  # the agent acted at this step
     truncations = torch.zeros(shape, dtype=torch.bool, device=device)  # and not terminated
@@ -685,7 +702,8 @@ def train(args: Args) -> dict:
                 alive[step] = torch.as_tensor(next_alive_np, device=device)
                 with torch.inference_mode():
                     action, logprob, _ = agent.get_action(next_obs)  # (num_envs, num_agents) each
-                    values[step] = value_norm.denormalize(agent.get_value(critic_obs[step]))
+                    critic_outputs[step] = agent.get_value(critic_obs[step])
+                    values[step] = value_norm.denormalize(critic_outputs[step])
                 actions[step], logprobs[step] = action, logprob
                 (next_obs_np, next_state_np, reward, terminated, truncated, next_alive_np, final_obs, final_state,
                  ended_episodes) = envs.step(action.cpu().numpy())
@@ -715,13 +733,13 @@ def train(args: Args) -> dict:
             advantages = compute_gae(rewards, values, next_values, terminations, dones, args.gamma, args.gae_lambda)
             returns = advantages + values
             value_norm.update(returns[alive])
-            norm_returns, norm_values = value_norm.normalize(returns), value_norm.normalize(values)
+            norm_returns = value_norm.normalize(returns)  # the targets, by the statistics updated with them
 
             # ---- optimise on whole env steps (all agents of a step together), absent agents masked out
             b_obs, b_critic_obs = obs.reshape(batch_steps, num_agents, -1), critic_obs.reshape(batch_steps, num_agents, -1)
             b_actions, b_logprobs, b_alive = actions.reshape(batch_steps, -1), logprobs.reshape(batch_steps, -1), alive.reshape(batch_steps, -1)
             b_advantages, b_returns, b_values = (advantages.reshape(batch_steps, -1), norm_returns.reshape(batch_steps, -1),
-                                                 norm_values.reshape(batch_steps, -1))
+                                                 critic_outputs.reshape(batch_steps, -1))
             clipfracs = []
             for epoch in range(args.update_epochs):
                 b_inds = torch.randperm(batch_steps, device=device)
@@ -742,11 +760,7 @@ def train(args: Args) -> dict:
                     pg_loss = torch.max(-mb_advantages * ratio,
                                         -mb_advantages * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
                     newvalue, mb_returns, mb_values = newvalue[mask], b_returns[mb_inds][mask], b_values[mb_inds][mask]
-                    if args.clip_vloss:  # Eq. 2 of Yu et al. 2022, on normalised values
-                        v_clipped = mb_values + (newvalue - mb_values).clamp(-args.clip_coef, args.clip_coef)
-                        v_loss = 0.5 * torch.max((newvalue - mb_returns) ** 2, (v_clipped - mb_returns) ** 2).mean()
-                    else:
-                        v_loss = 0.5 * ((newvalue - mb_returns) ** 2).mean()
+                    v_loss = value_loss(newvalue, mb_values, mb_returns, args.clip_coef if args.clip_vloss else None)
                     entropy_loss = entropy[mask].mean()
                     loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
                     if not torch.isfinite(loss):  # before the step, while the weights are still finite

@@ -568,8 +568,8 @@ def check_args(args: Args) -> None:
     batch_size = args.num_envs * args.num_steps
     if args.total_timesteps < 0 or 0 < args.total_timesteps < batch_size:
         fail(f"--total-timesteps must be 0 (only evaluate) or one rollout ({batch_size} steps) or more; got {args.total_timesteps}")
-    if args.num_minibatches > batch_size:
-        fail(f"--num-minibatches ({args.num_minibatches}) must not exceed the rollout size {batch_size}")
+    if batch_size % args.num_minibatches:  # else the last minibatch would be a sliver, stepped on like a full one
+        fail(f"--num-minibatches ({args.num_minibatches}) must divide the rollout size {batch_size} (--num-envs x --num-steps)")
     if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
         fail(f"--gamma and --gae-lambda must be in [0, 1]; got {args.gamma}, {args.gae_lambda}")
     if args.model_path is not None and not os.path.isfile(args.model_path):

@@ -247,6 +247,15 @@ def test_bad_input_exits_2_without_traceback(script, field, value, named, in_tmp
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_minibatches_that_do_not_divide_the_rollout_are_refused(script, in_tmp, capsys):
+    """A rollout of 10 steps cut into 4 minibatches would end in a sliver of 1 that gets a full optimiser step."""
+    require(script, "num_minibatches", "num_envs", "num_steps")
+    status, stderr = run_in_process(script, ["--num-envs", "2", "--num-steps", "5", "--num-minibatches", "4"], capsys)
+    assert status == 2 and "--num-minibatches (4) must divide the rollout size 10" in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_a_file_that_is_not_a_model_exits_2(script, in_tmp, capsys):
     require(script, "model_path")
     (in_tmp / "notes.txt").write_text("not a model")

@@ -91,6 +91,14 @@ def test_independent_learners_miss_the_climbing_games_optimum(tmp_path, monkeypa
     assert all(end >= 10.0 for end in ends), ends  # never a -30 miscoordination, nor the 0 payoffs
 
 
+def test_more_envs_than_the_buffer_holds_are_refused(tmp_path, monkeypatch, capsys):
+    """One vector step writes num_envs transitions: with fewer rows they would overwrite one another."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        iql.train(iql.Args(num_envs=4, buffer_size=2, batch_size=2))
+    assert exit_info.value.code == 2 and "--num-envs (4) must not exceed --buffer-size (2)" in capsys.readouterr().err
+
+
 def test_a_time_limit_is_bootstrapped_not_treated_as_an_end(tmp_path):
     """Each agent earns 1 per step forever, cut by a 5-step limit; at gamma 0.9 the true Q is 10, while a
     learner that took the cut for an end would learn at most 4.1."""

@@ -76,6 +76,23 @@ def test_agents_that_leave_early_are_masked_and_the_env_resets_when_the_last_lea
     assert [step[8] for step in seen] == [[], [], [], [(0, 8.0, 4)]]  # team return 1 * 4 + 2 * 2
 
 
+class StatelessStaggered(Staggered):
+    """Staggered without a global state: the critic's state is then every agent's observation side by side."""
+
+    def state(self):
+        raise NotImplementedError
+
+
+def test_without_a_state_the_next_state_leaves_a_departed_agent_out_and_the_final_state_keeps_it():
+    envs = mappo.ParallelEnvs(StatelessStaggered, 1, seed=0)
+    _, state, _ = envs.reset()
+    assert state.tolist() == [[0.0, 0.0, 0.0, 1.0]]
+    envs.step(np.zeros((1, 2), np.int64))
+    _, state, *_, final_state, _ = envs.step(np.zeros((1, 2), np.int64))  # agent_1 terminates at step 2
+    assert final_state.tolist() == [[2.0, 0.0, 2.0, 1.0]], "the state agent_1 ended in, for bootstrapping"
+    assert state.tolist() == [[2.0, 0.0, 0.0, 0.0]], "the next step's state: agent_1's slot is zeros, as later on"
+
+
 def test_per_agent_gae_with_a_truncation_and_a_termination_inside_the_rollout():
     """Two agents, three steps, gamma 0.9, lambda 0.5. Agent 0 is truncated at t = 1 (bootstrap from its
     final value 5) and goes on in a new episode; agent 1 terminates at t = 0 and is absent at t = 1
@@ -137,6 +154,37 @@ def test_value_norm_keeps_the_running_mean_and_variance_of_every_target():
     values = torch.tensor([1.0, -3.0, 10.0])
     assert torch.allclose(norm.denormalize(norm.normalize(values)), values, atol=1e-5)
     assert torch.equal(mappo.ValueNorm(enabled=False).normalize(values), values)
+
+
+def test_the_value_loss_by_hand_plain_and_clipped():
+    new, rollout, returns = torch.tensor([1.0, 0.0, -1.0]), torch.tensor([0.0, 0.0, 0.0]), torch.tensor([3.0, 0.5, -0.5])
+    assert mappo.value_loss(new, rollout, returns, None).item() == pytest.approx(0.5 * (4.0 + 0.25 + 0.25) / 3)
+    # clipped to within 0.2 of the rollout outputs: 0.2, 0.0, -0.2; the larger squared error of each pair counts
+    clipped_errors = [(0.2 - 3.0) ** 2, 0.5 ** 2, (-0.2 + 0.5) ** 2]
+    assert mappo.value_loss(new, rollout, returns, 0.2).item() == pytest.approx(
+        0.5 * (max(4.0, clipped_errors[0]) + max(0.25, clipped_errors[1]) + max(0.25, clipped_errors[2])) / 3)
+
+
+def test_the_value_clip_window_is_centred_on_what_the_critic_predicts_before_the_update(in_tmp, monkeypatch):
+    """With one epoch of one minibatch, each update's value loss sees the critic before any step on this
+    rollout: its outputs must be the window's centre. MultiEndless's returns (about 10 at gamma 0.9) move
+    the value statistics far from their start, so a centre re-normalised by the updated statistics (the
+    bug this guards against) would sit far from the critic's outputs and clip nearly every sample."""
+    shutil.copy(CUSTOM_ENVS, in_tmp)
+    monkeypatch.syspath_prepend(str(in_tmp))
+    seen, value_loss = [], mappo.value_loss
+
+    def recording(new_values, rollout_values, returns, clip_coef):
+        seen.append((new_values.detach().clone(), rollout_values.clone(), returns.clone()))
+        return value_loss(new_values, rollout_values, returns, clip_coef)
+
+    monkeypatch.setattr(mappo, "value_loss", recording)
+    mappo.train(mappo.Args(env_id="custom_envs:MultiEndless", gamma=0.9, num_envs=2, num_steps=10, total_timesteps=60,
+                           update_epochs=1, num_minibatches=1, eval_episodes=1))
+    assert len(seen) == 3
+    for new_values, rollout_values, returns in seen:
+        assert torch.allclose(new_values, rollout_values, atol=1e-5), (new_values - rollout_values).abs().max()
+    assert (seen[0][2] - seen[0][1]).abs().mean() > 0.5, "the targets are away from the predictions (the test can fail)"
 
 
 def test_a_time_limit_is_bootstrapped_not_treated_as_an_end(tmp_path):
