@@ -513,8 +513,10 @@ def evaluate(agent: Agent, args: Args, run_dir: str) -> list:
 
 
 # ---------------------------------------------------------------------------------------- Checkpoints
+# A run that started from a saved model (--model-path) resumes without it: --resume refuses the two together,
+# and the checkpoint holds the weights reached since.
 ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
-                            "wandb_entity", "capture_video", "save_model", "start_method"}
+                            "wandb_entity", "model_path", "capture_video", "save_model", "start_method"}
 CHECKPOINTS_KEPT = 2  # the latest two; a checkpoint of the default 64-64 networks is ≈ 0.1 MB
 
 

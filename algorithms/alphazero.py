@@ -6,7 +6,8 @@ sqrt(N(s)) / (1 + N(s, a)), add the first unexpanded position to the tree with t
 back its v up the path (no rollouts). Dirichlet noise on the root priors keeps self-play exploring; the move
 is drawn from the visit counts (temperature 1) for the first moves of a game, then the most visited. Every
 position is stored with its visit distribution pi and the game's final outcome z from the mover's view, and
-the network is trained on l = (z - v)^2 - pi . log p + c ||theta||^2 (Eq. 1 of Silver et al. 2017).
+the network is trained on l = (z - v)^2 - pi . log p + c ||theta||^2 (Eq. 1 of Silver et al. 2017; here
+c = --weight-decay / 2, Adam's L2 term).
 Papers: https://doi.org/10.1038/nature24270, https://doi.org/10.1126/science.aar6404.
 
 Games come from OpenSpiel: any two-player, zero-sum, perfect-information, deterministic, turn-taking game
@@ -107,7 +108,8 @@ class Args:
     learning_rate: float = 1e-3
     """Adam's step size"""
     weight_decay: float = 1e-4
-    """the L2 coefficient c of the loss"""
+    """Adam's L2 term: it adds weight_decay * theta to the gradient, which is the gradient of c ||theta||^2
+    with c = weight_decay / 2 (so the default is the paper's c = 1e-4 only up to that factor of 2)"""
     buffer_size: int = 10_000
     """positions kept for training, the oldest going first (tic-tac-toe: the last ≈ 1,300 games; 50,000 kept
     the weak early games so long that seed 2 still lost lines to perfect play)"""
@@ -420,8 +422,10 @@ def play_against_human(args: Args, game, net: PolicyValueNet, device: torch.devi
 
 # ---------------------------------------------------------------------------------------- Checkpoints
 # What a resumed run may change: where and how often it checkpoints, logging, the device, saving.
+# A run that started from a saved model (--model-path) resumes without it: --resume refuses the two together,
+# and the checkpoint holds the weights reached since.
 ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
-                            "wandb_entity", "save_model", "cuda"}
+                            "wandb_entity", "model_path", "save_model", "cuda"}
 CHECKPOINTS_KEPT = 2  # the latest two; Connect Four with 200,000 positions of replay: ≈ 250 MB each
 
 

@@ -207,20 +207,31 @@ class MctsPlayer:
         return action
 
 
-def solve(state, values: dict) -> float:
+class RepeatedPosition(Exception):
+    """solve() reached a position it is still solving: the game can come back to a position (pig: both
+    players roll a 1), so a minimax value by recursion over positions does not exist."""
+
+
+def solve(state, values: dict, open_positions: Optional[set] = None) -> float:
     """Minimax value for player 0 of every position reachable from `state`, memoised in `values` by
-    position (history-independent: tic-tac-toe has 5,478 positions, 549,946 move sequences)."""
+    position (history-independent: tic-tac-toe has 5,478 positions, 549,946 move sequences).
+    open_positions: the positions on the path being solved, to detect a game that repeats one."""
+    open_positions = set() if open_positions is None else open_positions
     key = f"{state}|{state.current_player()}"
+    if key in open_positions:
+        raise RepeatedPosition
     if key not in values:
         if len(values) >= MAX_SOLVED_STATES:
             raise OverflowError
+        open_positions.add(key)
         if state.is_terminal():
             values[key] = state.returns()[0]
         elif state.is_chance_node():
-            values[key] = sum(p * solve(state.child(a), values) for a, p in state.chance_outcomes())
+            values[key] = sum(p * solve(state.child(a), values, open_positions) for a, p in state.chance_outcomes())
         else:
-            child_values = [solve(state.child(action), values) for action in state.legal_actions()]
+            child_values = [solve(state.child(action), values, open_positions) for action in state.legal_actions()]
             values[key] = max(child_values) if state.current_player() == 0 else min(child_values)
+        open_positions.discard(key)
     return values[key]
 
 
@@ -234,6 +245,12 @@ class PerfectPlayer:
         except OverflowError:
             fail(f"--opponent perfect solves the game exhaustively; {game} has more than "
                  f"{MAX_SOLVED_STATES:,} positions. Try tic_tac_toe or a small board.")
+        except RepeatedPosition:
+            fail(f"--opponent perfect solves the game by minimax over its positions; {game} can repeat a "
+                 f"position, where that has no answer. Try tic_tac_toe or a small board.")
+        except RecursionError:
+            fail(f"--opponent perfect solves the game by recursion; {game}'s games run deeper than Python's "
+                 f"recursion limit ({sys.getrecursionlimit()}). Try tic_tac_toe or a small board.")
 
     def __call__(self, state) -> int:
         sign = 1 if state.current_player() == 0 else -1

@@ -197,7 +197,7 @@ def implicit_reward_accuracy(policy_chosen, policy_rejected, reference_chosen, r
     return ((policy_chosen - reference_chosen) > (policy_rejected - reference_rejected)).float().mean().item()
 
 
-def load_checkpoint(path: str, flag: str, made_by: str, device: torch.device) -> dict:
+def load_checkpoint(path: str, flag: str, made_by: str, scripts: tuple, device: torch.device) -> dict:
     """A language-model checkpoint (rlhf_sft.py's reference.pt or this script's policy.pt): weights, task spec
     and sizes; one line and exit 2 if the file is missing or not one."""
     if not os.path.isfile(path):
@@ -207,13 +207,18 @@ def load_checkpoint(path: str, flag: str, made_by: str, device: torch.device) ->
         checkpoint["spec"]["vocab"], checkpoint["sizes"]["hidden_size"], checkpoint["model"]["head.weight"]
     except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
         fail(f"{flag} {path} is not {made_by}: {str(error).splitlines()[0]}")
+    made = checkpoint.get("script")  # which stage saved it (files saved before the stages named themselves: none)
+    if made is not None and made not in scripts:
+        fail(f"{flag} {path} was saved by {made}; it takes {made_by}")
     return checkpoint
 
 
 # ---------------------------------------------------------------------------------------- Logging
 # What a resumed run may change: where and how often it checkpoints, logging, the device, saving the model.
+# A run that started from a saved model (--model-path) resumes without it: --resume refuses the two together,
+# and the checkpoint holds the weights reached since.
 ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
-                            "wandb_entity", "save_model", "cuda"}
+                            "wandb_entity", "model_path", "save_model", "cuda"}
 CHECKPOINTS_KEPT = 2  # a checkpoint is small: the latest two, in case the newest is damaged
 
 
@@ -310,10 +315,10 @@ def train(args: Args) -> dict:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     resumed = load_resume(args) if args.resume is not None else None
-    saved = load_checkpoint(args.model_path, "--model-path", "a policy (rlhf_dpo.py --save-model)", device) \
-        if args.model_path is not None else None
+    saved = load_checkpoint(args.model_path, "--model-path", "a policy (rlhf_dpo.py --save-model) or a reference",
+                            ("rlhf_dpo.py", "rlhf_sft.py"), device) if args.model_path is not None else None
     reference_checkpoint = load_checkpoint(args.reference_path, "--reference-path",
-                                           "an rlhf_sft.py reference (made with --save-model)", device)
+                                           "an rlhf_sft.py reference (made with --save-model)", ("rlhf_sft.py",), device)
     spec, sizes = reference_checkpoint["spec"], reference_checkpoint["sizes"]
     if saved is not None and saved["spec"] != spec:
         fail(f"--model-path {args.model_path} was trained on another task spec than --reference-path {args.reference_path}")
@@ -415,7 +420,7 @@ def train(args: Args) -> dict:
                "wall_time": time.time() - start_time, "train_time": train_time,
                "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}}
     if args.save_model:
-        torch.save({"model": policy.state_dict(), "spec": spec, "sizes": sizes, "args": vars(args)},
+        torch.save({"script": "rlhf_dpo.py", "model": policy.state_dict(), "spec": spec, "sizes": sizes, "args": vars(args)},
                    os.path.join(run_dir, "policy.pt"))
     with open(os.path.join(run_dir, "summary.json"), "w") as file:
         json.dump(summary, file, indent=2)

@@ -136,7 +136,7 @@ def encode(spec: dict, prompt: list, completion: list) -> list:
     return [index[word] for word in ["<bos>", *prompt, "<sep>", *completion]]
 
 
-def load_checkpoint(path: str, flag: str, made_by: str, device: torch.device) -> dict:
+def load_checkpoint(path: str, flag: str, made_by: str, scripts: tuple, device: torch.device) -> dict:
     """A checkpoint of an earlier stage (weights, task spec and sizes); one line and exit 2 if the file is
     missing or not one."""
     if not os.path.isfile(path):
@@ -146,6 +146,9 @@ def load_checkpoint(path: str, flag: str, made_by: str, device: torch.device) ->
         checkpoint["spec"]["vocab"], checkpoint["sizes"]["hidden_size"], checkpoint["model"]["gru.weight_ih_l0"]
     except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
         fail(f"{flag} {path} is not {made_by}: {str(error).splitlines()[0]}")
+    made = checkpoint.get("script")  # which stage saved it (files saved before the stages named themselves: none)
+    if made is not None and made not in scripts:
+        fail(f"{flag} {path} was saved by {made}; it takes {made_by}")
     return checkpoint
 
 
@@ -241,8 +244,10 @@ def words_of(spec: dict, sequences: torch.Tensor, mask: torch.Tensor, prompt_tok
 
 # ---------------------------------------------------------------------------------------- Logging
 # What a resumed run may change: where and how often it checkpoints, logging, the device, saving the model.
+# A run that started from a saved model (--model-path) resumes without it: --resume refuses the two together,
+# and the checkpoint holds the weights reached since.
 ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
-                            "wandb_entity", "save_model", "cuda"}
+                            "wandb_entity", "model_path", "save_model", "cuda"}
 CHECKPOINTS_KEPT = 2  # a checkpoint is small: the latest two, in case the newest is damaged
 
 
@@ -327,6 +332,8 @@ def check_args(args: Args) -> None:
     if args.kl_coef < 0 or args.kl_target <= 0 or args.learning_rate <= 0 or not 0.0 <= args.gae_lambda <= 1.0:
         fail(f"--kl-coef must be >= 0, --kl-target and --learning-rate > 0, --gae-lambda in [0, 1]; got "
              f"{args.kl_coef}, {args.kl_target}, {args.learning_rate}, {args.gae_lambda}")
+    if args.adaptive_kl and args.kl_coef == 0:  # the controller multiplies beta: from 0 it never moves
+        fail("--adaptive-kl adjusts --kl-coef by a factor each iteration and cannot move it from 0: give a starting --kl-coef > 0")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     if args.checkpoint_every < 0:
@@ -343,12 +350,13 @@ def train(args: Args) -> dict:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     resumed = load_resume(args) if args.resume is not None else None
-    saved = load_checkpoint(args.model_path, "--model-path", "a policy (rlhf_ppo.py --save-model)", device) \
-        if args.model_path is not None else None
+    saved = load_checkpoint(args.model_path, "--model-path", "a policy (rlhf_ppo.py --save-model)", ("rlhf_ppo.py",),
+                            device) if args.model_path is not None else None
     reference_checkpoint = load_checkpoint(args.reference_path, "--reference-path",
-                                           "an rlhf_sft.py reference (made with --save-model)", device)
+                                           "an rlhf_sft.py reference (made with --save-model)", ("rlhf_sft.py",), device)
     reward_checkpoint = load_checkpoint(args.reward_model_path, "--reward-model-path",
-                                        "an rlhf_reward_model.py model (made with --save-model)", device)
+                                        "an rlhf_reward_model.py model (made with --save-model)",
+                                        ("rlhf_reward_model.py",), device)
     spec, sizes = reference_checkpoint["spec"], reference_checkpoint["sizes"]
     for flag, checkpoint in (("--reward-model-path", reward_checkpoint), ("--model-path", saved)):
         if checkpoint is not None and checkpoint["spec"] != spec:
@@ -487,7 +495,7 @@ def train(args: Args) -> dict:
                "train_time": train_time,
                "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}}
     if args.save_model:
-        torch.save({"model": policy.state_dict(), "spec": spec, "sizes": sizes, "args": vars(args)},
+        torch.save({"script": "rlhf_ppo.py", "model": policy.state_dict(), "spec": spec, "sizes": sizes, "args": vars(args)},
                    os.path.join(run_dir, "policy.pt"))
     with open(os.path.join(run_dir, "summary.json"), "w") as file:
         json.dump(summary, file, indent=2)

@@ -11,8 +11,8 @@ stages to normalise by.
 
 How good can it get? The labels are noisy: the "person" preferred y1 with probability sigmoid((r*(y1) -
 r*(y2)) / T). So no model beats the Bayes-optimal accuracy, the accuracy of the hidden reward r* itself
-on the same held-out labels; this script reports both (and, since a user may bring preferences without
-a hidden reward, skips the second when the pairs' task spec has none to compute). Papers:
+on the same held-out labels; this script reports both. (Preferences a user brings are scored by the
+reference's task's r* all the same: there it is r*'s accuracy on labels r* did not make, not a bound.) Papers:
 https://arxiv.org/abs/2203.02155, https://arxiv.org/abs/1706.03741.
 
 Input: the reference checkpoint (its task spec: vocabulary and hidden reward) and a JSONL file of
@@ -46,7 +46,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-EVAL_SEED_OFFSET = 100_000  # the samples that set the score statistics draw apart from training
 EVALUATION_FIGURES = ("heldout_accuracy", "heldout_loss")  # a reloaded model gives the same
 SCORE_SAMPLES = 2_000  # reference samples for the mean and spread of the scores, and the correlation with r*
 LOG_EVERY_STEPS = 50  # a row of train_log.csv (and a figure) every this many gradient steps
@@ -178,8 +177,10 @@ def bayes_accuracy(spec: dict, pairs: list) -> float:
 
 # ---------------------------------------------------------------------------------------- Logging
 # What a resumed run may change: where and how often it checkpoints, logging, the device, saving the model.
+# A run that started from a saved model (--model-path) resumes without it: --resume refuses the two together,
+# and the checkpoint holds the weights reached since.
 ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
-                            "wandb_entity", "save_model", "cuda"}
+                            "wandb_entity", "model_path", "save_model", "cuda"}
 CHECKPOINTS_KEPT = 2  # a checkpoint is small: the latest two, in case the newest is damaged
 
 
@@ -266,9 +267,9 @@ def check_args(args: Args) -> None:
         fail(f"--resume {args.resume} must be a checkpoint file, and not combined with --model-path")
 
 
-def load_checkpoint(path: str, flag: str, made_by: str, device: torch.device) -> dict:
+def load_checkpoint(path: str, flag: str, made_by: str, scripts: tuple, device: torch.device) -> dict:
     """A reference (rlhf_sft.py) or reward model checkpoint: weights, task spec and sizes; one line and
-    exit 2 if the file is missing or not one."""
+    exit 2 if the file is missing, not one, or saved by a script other than `scripts`."""
     if not os.path.isfile(path):
         fail(f"{flag} {path} is not a file")
     try:
@@ -276,6 +277,9 @@ def load_checkpoint(path: str, flag: str, made_by: str, device: torch.device) ->
         checkpoint["spec"]["vocab"], checkpoint["sizes"]["hidden_size"], checkpoint["model"]["gru.weight_ih_l0"]
     except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
         fail(f"{flag} {path} is not {made_by}: {str(error).splitlines()[0]}")
+    made = checkpoint.get("script")  # which stage saved it (files saved before the stages named themselves: none)
+    if made is not None and made not in scripts:
+        fail(f"{flag} {path} was saved by {made}; it takes {made_by}")
     return checkpoint
 
 
@@ -289,9 +293,9 @@ def train(args: Args) -> dict:
     resumed = load_resume(args) if args.resume is not None else None
     # a saved reward model carries the task spec and sizes; a new one takes them, and its trunk, from the reference
     saved = load_checkpoint(args.model_path, "--model-path", "a reward model (rlhf_reward_model.py --save-model)",
-                            device) if args.model_path is not None else None
+                            ("rlhf_reward_model.py",), device) if args.model_path is not None else None
     reference = saved or load_checkpoint(args.reference_path, "--reference-path",
-                                         "an rlhf_sft.py reference (made with --save-model)", device)
+                                         "an rlhf_sft.py reference (made with --save-model)", ("rlhf_sft.py",), device)
     spec, sizes = reference["spec"], reference["sizes"]
     if not os.path.isfile(args.preferences):
         fail(f"--preferences {args.preferences} is not a file")
@@ -386,7 +390,7 @@ def train(args: Args) -> dict:
                "wall_time": time.time() - start_time, "train_time": train_time,
                "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}}
     if args.save_model:
-        torch.save({"model": model.state_dict(), "spec": spec, "sizes": sizes, "args": vars(args),
+        torch.save({"script": "rlhf_reward_model.py", "model": model.state_dict(), "spec": spec, "sizes": sizes, "args": vars(args),
                     "score_mean": summary["score_mean"], "score_std": summary["score_std"]},
                    os.path.join(run_dir, "reward_model.pt"))
     with open(os.path.join(run_dir, "summary.json"), "w") as file:

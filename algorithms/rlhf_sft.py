@@ -266,8 +266,10 @@ def label(spec: dict, prompt: list, y1: list, y2: list, label_temperature: float
 
 # ---------------------------------------------------------------------------------------- Logging
 # What a resumed run may change: where and how often it checkpoints, logging, the device, saving the model.
+# A run that started from a saved model (--model-path) resumes without it: --resume refuses the two together,
+# and the checkpoint holds the weights reached since.
 ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
-                            "wandb_entity", "save_model", "cuda"}
+                            "wandb_entity", "model_path", "save_model", "cuda"}
 CHECKPOINTS_KEPT = 2  # a checkpoint is small: the latest two, in case the newest is damaged
 
 
@@ -347,6 +349,8 @@ def check_args(args: Args) -> None:
         fail(f"--train-steps and --num-pairs must be >= 0; got {args.train_steps}, {args.num_pairs}")
     if args.train_steps == 0 and args.model_path is None:
         fail("--train-steps 0 only evaluates a saved reference: give it with --model-path")
+    if args.train_steps > 0 and args.num_demonstrations < 2:  # a tenth (at least one) is held out for the test loss
+        fail(f"--num-demonstrations must be >= 2 to train (one is held out); got {args.num_demonstrations}")
     if args.learning_rate <= 0 or args.label_temperature <= 0:
         fail(f"--learning-rate and --label-temperature must be > 0; got {args.learning_rate}, {args.label_temperature}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
@@ -372,8 +376,10 @@ def train(args: Args) -> dict:
     if args.model_path is not None:
         try:
             saved = torch.load(args.model_path, map_location=device)
+            if saved.get("script", "rlhf_sft.py") != "rlhf_sft.py":  # files saved before the stages named themselves: none
+                fail(f"--model-path {args.model_path} was saved by {saved['script']}; it takes a reference (rlhf_sft.py --save-model)")
             model.load_state_dict(saved["model"])
-        except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
+        except (RuntimeError, KeyError, TypeError, AttributeError, pickle.UnpicklingError) as error:
             fail(f"--model-path {args.model_path} is not a reference of this task and size: {str(error).splitlines()[0]}")
         if saved.get("spec") != spec:
             fail(f"--model-path {args.model_path} was trained on another task spec (vocabulary or reward)")
@@ -456,7 +462,7 @@ def train(args: Args) -> dict:
                for prompt, completion in zip(eval_prompts, sample(model, spec, eval_prompts, generator))]
     demo_rewards = [true_reward(spec, prompt, demonstration(spec, prompt, rng)) for prompt in eval_prompts]
     if args.save_model:
-        torch.save({"model": model.state_dict(), "spec": spec, "args": vars(args),
+        torch.save({"script": "rlhf_sft.py", "model": model.state_dict(), "spec": spec, "args": vars(args),
                     "sizes": {"embedding_size": args.embedding_size, "hidden_size": args.hidden_size}},
                    os.path.join(run_dir, "reference.pt"))
 

@@ -378,8 +378,10 @@ def evaluate(actor: Actor, args: Args, run_dir: str, device: torch.device) -> li
 
 # ---------------------------------------------------------------------------------------- Checkpoints
 # What a resumed run may change: where and how often it checkpoints, logging, the device, the video.
+# A run that started from a saved model (--model-path) resumes without it: --resume refuses the two together,
+# and the checkpoint holds the weights reached since.
 ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
-                            "wandb_entity", "capture_video", "save_model", "cuda"}
+                            "wandb_entity", "model_path", "capture_video", "save_model", "cuda"}
 CHECKPOINTS_KEPT = 2  # a 1M-step Hopper checkpoint holds ≈ 100 MB of replay buffer: keep the latest two
 
 

@@ -443,8 +443,10 @@ def evaluate(agent: Agent, obs_rms: RunningMeanStd, args: Args, run_dir: str, de
 
 # ---------------------------------------------------------------------------------------- Checkpoints
 # What a resumed run may change: where and how often it checkpoints, logging, the device, the video.
+# A run that started from a saved model (--model-path) resumes without it: --resume refuses the two together,
+# and the checkpoint holds the weights reached since.
 ARGS_A_RESUME_MAY_CHANGE = {"resume", "checkpoint_every", "checkpoint_dir", "track", "tensorboard", "wandb_project_name",
-                            "wandb_entity", "capture_video", "save_model", "cuda"}
+                            "wandb_entity", "model_path", "capture_video", "save_model", "cuda"}
 CHECKPOINTS_KEPT = 2  # a checkpoint is small (no replay buffer): the latest two, in case the newest is damaged
 
 

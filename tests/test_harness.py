@@ -476,8 +476,9 @@ def test_a_bad_resume_exits_2_with_one_line(script, tmp_path, in_tmp, capsys):
     arguments are each refused before any work, in one line."""
     require(script, "resume")
     flags = tiny_args(script) + ["--seed", "1"]
+    every = ["--checkpoint-every", str(int(value_of(flags, budget_flag(script))) // 2)]
     (tmp_path / "made").mkdir()
-    run_dir = run_ok(script, flags + ["--checkpoint-every", str(int(value_of(flags, budget_flag(script))) // 2)],
+    run_dir = run_ok(script, flags + every + (["--save-model"] if has_field(script, "save_model") else []),
                      tmp_path / "made")
     checkpoint = sorted(run_dir.glob("checkpoints/checkpoint_*.pt"))[-1]
     truncated, other_script = tmp_path / "truncated.pt", tmp_path / "other_script.pt"
@@ -488,3 +489,13 @@ def test_a_bad_resume_exits_2_with_one_line(script, tmp_path, in_tmp, capsys):
         status, stderr = run_in_process(script, flags + extra + ["--resume", str(resume)], capsys)
         assert status == 2 and named in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert not (in_tmp / "runs").exists(), "a refused resume must not start a run"
+
+    # A run that started from a saved model resumes without it (--resume refuses --model-path): the
+    # checkpoint holds the weights it had reached.
+    if has_field(script, "save_model") and has_field(script, "model_path"):
+        model = next(path for path in run_dir.iterdir() if path.suffix in (".pt", ".npz"))
+        status, stderr = run_in_process(script, flags + every + ["--model-path", str(model)], capsys)
+        assert status == 0, stderr[-2000:]
+        fine_tuned = sorted((in_tmp / "runs").glob("*/checkpoints/checkpoint_*.pt"))[0]
+        status, stderr = run_in_process(script, flags + every + ["--resume", str(fine_tuned)], capsys)
+        assert status == 0, stderr[-2000:]

@@ -132,6 +132,7 @@ def test_wilson_interval():
     (["--game", "kuhn_poker"], "lacks perfect information"),
     (["--game", "matrix_rps"], "turn-taking"),
     (["--game", "connect_four", "--opponent", "perfect"], "--opponent perfect"),
+    (["--game", "pig(winscore=5)", "--opponent", "perfect"], "can repeat a position"),  # both roll a 1: back again
     (["--num-simulations", "0"], "--num-simulations"),
     (["--uct-c", "-1"], "--uct-c"),
     (["--num-games", "0"], "--num-games"),

@@ -207,6 +207,46 @@ def test_ppo_kl_raises_the_hidden_reward_it_never_sees(stage_1, tmp_path):
     assert summary["win_rate"] > 0.9 and summary["true_reward_mean"] > summary["reference_true_reward_mean"] + 3.0, summary
 
 
+# ---------------------------------------------------------------------------------------- the stages' files
+def test_each_stage_refuses_another_stages_file_in_one_line(tmp_path, capsys):
+    """Every saved file names the script that saved it: a reward model given as a reference, a reference as a
+    reward model or a DPO policy as PPO's starting policy (no value head) are refused before any work."""
+    from conftest import artifacts
+
+    reference, reward = artifacts("sft") / "reference.pt", artifacts("rm") / "reward_model.pt"
+    assert torch.load(reference)["script"] == "rlhf_sft.py" and torch.load(reward)["script"] == "rlhf_reward_model.py"
+    dpo_policy = tmp_path / "policy.pt"
+    torch.save({**torch.load(reference), "script": "rlhf_dpo.py"}, dpo_policy)  # a DPO policy: the reference's form
+    for script, flags, named in [
+        ("rlhf_ppo.py", ["--reference-path", str(reward), "--reward-model-path", str(reward)],
+         "--reference-path " + str(reward) + " was saved by rlhf_reward_model.py"),
+        ("rlhf_ppo.py", ["--reference-path", str(reference), "--reward-model-path", str(reference)],
+         "--reward-model-path " + str(reference) + " was saved by rlhf_sft.py"),
+        ("rlhf_ppo.py", ["--reference-path", str(reference), "--reward-model-path", str(reward), "--model-path",
+                         str(dpo_policy)], "was saved by rlhf_dpo.py"),
+        ("rlhf_dpo.py", ["--reference-path", str(dpo_policy), "--preferences", str(artifacts("sft") / "preferences.jsonl")],
+         "was saved by rlhf_dpo.py"),
+        ("rlhf_reward_model.py", ["--reference-path", str(reward), "--preferences",
+                                  str(artifacts("sft") / "preferences.jsonl")], "was saved by rlhf_reward_model.py"),
+        ("rlhf_sft.py", ["--model-path", str(reward), "--train-steps", "0"], "was saved by rlhf_reward_model.py"),
+    ]:
+        status, stderr = run_in_process(script, flags, capsys)
+        assert status == 2 and named in stderr and len(stderr.strip().splitlines()) == 1, (script, stderr)
+
+
+def test_settings_that_cannot_work_are_refused(capsys):
+    from conftest import artifacts
+
+    ppo_files = ["--reference-path", str(artifacts("sft") / "reference.pt"),
+                 "--reward-model-path", str(artifacts("rm") / "reward_model.pt")]
+    for script, flags, named in [
+        ("rlhf_ppo.py", ppo_files + ["--adaptive-kl", "--kl-coef", "0"], "cannot move it from 0"),
+        ("rlhf_sft.py", ["--num-demonstrations", "1"], "--num-demonstrations must be >= 2"),
+    ]:
+        status, stderr = run_in_process(script, flags, capsys)
+        assert status == 2 and named in stderr and len(stderr.strip().splitlines()) == 1, (script, stderr)
+
+
 # ---------------------------------------------------------------------------------------- the exact check
 _bandit_spec = importlib.util.spec_from_file_location("rlhf_bandit", ROOT / "benchmarks" / "rlhf" / "bandit.py")
 bandit = importlib.util.module_from_spec(_bandit_spec)
