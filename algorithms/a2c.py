@@ -487,6 +487,8 @@ def check_args(args: Args) -> None:
     batch_size = args.num_envs * args.num_steps
     if args.total_timesteps < 0 or 0 < args.total_timesteps < batch_size:
         fail(f"--total-timesteps must be 0 (only evaluate) or one rollout ({batch_size} steps) or more; got {args.total_timesteps}")
+    if args.norm_adv and batch_size < 2:  # the std of a single advantage is nan
+        fail("--norm-adv needs a rollout of 2 or more steps (--num-envs x --num-steps); got 1")
     if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
         fail(f"--gamma and --gae-lambda must be in [0, 1]; got {args.gamma}, {args.gae_lambda}")
     if args.model_path is not None and not os.path.isfile(args.model_path):

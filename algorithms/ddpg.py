@@ -309,7 +309,7 @@ def random_states(envs: gym.vector.VectorEnv, sample_generator: torch.Generator)
     warm-up actions from the action space."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "sample_generator": sample_generator.get_state(),
+            "sample_generator": sample_generator.get_state(), "device": sample_generator.device.type,
             "action_space": copy.deepcopy(envs.action_space.np_random.bit_generator.state)}
 
 
@@ -319,6 +319,10 @@ def set_random_states(states: dict, envs: gym.vector.VectorEnv, sample_generator
     torch.set_rng_state(states["torch"])
     if states["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+    made_on = states.get("device")  # checkpoints written before it was recorded: unchecked
+    if made_on is not None and made_on != sample_generator.device.type:  # its generator state is another device's
+        fail(f"--resume: the checkpoint was made on the {made_on.upper()}, this run is on the "
+             f"{sample_generator.device.type.upper()}: resume on the device the run started on (--cuda / --no-cuda)")
     sample_generator.set_state(states["sample_generator"])
     envs.action_space.np_random.bit_generator.state = states["action_space"]
 
@@ -529,6 +533,11 @@ def train(args: Args) -> dict:
     if args.model_path is not None:  # `saved`, not `checkpoint`: that name is the resumed run's
         try:
             saved = torch.load(args.model_path, map_location=device)
+            for bound in ("action_scale", "action_bias"):  # the critics' actions are in the saved env's units
+                saved_bound, env_bound = saved["actor"][bound].to(device), getattr(actor, bound)
+                if saved_bound.shape == env_bound.shape and not torch.equal(saved_bound, env_bound):
+                    fail(f"--model-path {args.model_path} was trained with other action bounds than {args.env_id}'s "
+                         f"{envs.single_action_space}")
             for name, module in (("actor", actor), ("qf1", qf1)):
                 module.load_state_dict(saved[name])
         except (RuntimeError, KeyError, pickle.UnpicklingError) as error:
@@ -577,6 +586,7 @@ def train(args: Args) -> dict:
             learning_start_step, learning_start_time = checkpoint["learning"][0], time.time() - checkpoint["learning"][1]
     next_checkpoint_step = next_checkpoint(global_step, args.checkpoint_every)
     last_print, last_print_step = time.time(), global_step
+    actor_loss = None  # until this process makes an actor step
     try:
         while global_step < total_timesteps:
             # ---- act: uniformly random during warm-up, then the actor plus Gaussian exploration noise
@@ -639,7 +649,7 @@ def train(args: Args) -> dict:
 
                     if updates % LOG_EVERY_UPDATES == 0:
                         losses = {"losses/qf1_loss": qf1_loss.item(), "losses/qf1_values": qf1_values.mean().item()}
-                        if updates >= args.policy_frequency:  # the actor has been updated at least once
+                        if actor_loss is not None:  # this process has made an actor step (a resumed one starts mid-count)
                             losses["losses/actor_loss"] = actor_loss.item()
                         for name, value in losses.items():
                             if not math.isfinite(value):

@@ -299,16 +299,13 @@ class ReplayBuffer:
     def add(self, obs, next_obs, actions, rewards, terminations, discounts) -> None:
         """Store transitions: numpy arrays, each (n, ...), cast to the storage's dtype (float64 obs, bool
         terminations), wrapping at capacity."""
-        n = len(actions)
-        if self.pos + n > self.capacity:  # wrap: the part that fits at the end, then the rest at the start
-            fit = self.capacity - self.pos
-            self.add(obs[:fit], next_obs[:fit], actions[:fit], rewards[:fit], terminations[:fit], discounts[:fit])
-            self.add(obs[fit:], next_obs[fit:], actions[fit:], rewards[fit:], terminations[fit:], discounts[fit:])
-            return
-        for view, values in zip(self.views, (obs, next_obs, actions, rewards, terminations, discounts)):
-            rows = view[self.pos:self.pos + n]
-            rows[...] = values.reshape(rows.shape)  # numpy casts the dtype as it copies
-        self.pos = (self.pos + n) % self.capacity
+        n, written = len(actions), 0
+        while written < n:  # the part that fits before the end, then (wrapping) the rest from the start
+            count = min(n - written, self.capacity - self.pos)
+            for view, values in zip(self.views, (obs, next_obs, actions, rewards, terminations, discounts)):
+                rows = view[self.pos:self.pos + count]
+                rows[...] = values[written:written + count].reshape(rows.shape)  # numpy casts the dtype as it copies
+            self.pos, written = (self.pos + count) % self.capacity, written + count
         self.size = min(self.size + n, self.capacity)
 
     def state_dict(self) -> dict:
@@ -658,6 +655,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0.0 <= args.end_e <= args.start_e <= 1.0:  # epsilon falls (linear_schedule holds it at end_e otherwise)
+        fail(f"--start-e and --end-e must satisfy 0 <= end-e <= start-e <= 1; got {args.start_e}, {args.end_e}")
     for name in ("num_envs", "eval_episodes", "buffer_size", "batch_size", "train_frequency",
                  "target_network_frequency", "n_step"):
         if getattr(args, name) < 1:
@@ -807,8 +806,9 @@ def train(args: Args) -> dict:
                         figure_log.log({"charts/episodic_return": episode_return, "charts/episodic_length": episode_length,
                                         "charts/epsilon": epsilon}, step=global_step)
 
-            # ---- learn: one gradient step per train_frequency env steps (whatever num_envs is)
-            if global_step > args.learning_starts:
+            # ---- learn: one gradient step per train_frequency env steps (whatever num_envs is); with --n-step
+            # and a --learning-starts below n steps the buffer can still be empty: nothing to sample yet
+            if global_step > args.learning_starts and rb.size > 0:
                 for _ in range(global_step // args.train_frequency - previous_step // args.train_frequency):
                     if args.prioritized:  # beta rises linearly from prioritized_beta to 1 over training
                         beta = args.prioritized_beta + (1.0 - args.prioritized_beta) * min(global_step / args.total_timesteps, 1.0)

@@ -610,6 +610,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0.0 <= args.end_e <= args.start_e <= 1.0:  # epsilon falls (linear_schedule holds it at end_e otherwise)
+        fail(f"--start-e and --end-e must satisfy 0 <= end-e <= start-e <= 1; got {args.start_e}, {args.end_e}")
     for name in ("num_envs", "eval_episodes", "buffer_size", "batch_size", "train_frequency", "target_network_frequency"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")

@@ -135,12 +135,22 @@ class RandomWalk(gym.Env):
         reward = float(np.sign(self.state - self.start)) if terminated else 0.0
         return self.state, reward, terminated, False, {}
 
-    def true_values(self) -> np.ndarray:
-        """v_pi of the uniform policy with gamma = 1: the chance of ending right minus that of ending left,
-        (s - 10) / 10 for s in 1..19; 0 at the terminal states. Shape (21,)."""
-        values = (np.arange(self.n_states) - self.start) / self.start
-        values[[0, self.n_states - 1]] = 0.0
-        return values
+    def true_values(self, gamma: float = 1.0) -> np.ndarray:
+        """v_pi of the uniform policy, 0 at the two terminal ends; shape (n_states,). At gamma = 1 it is the chance
+        of ending right minus that of ending left, (s - 10) / 10; below 1, the solution of the Bellman
+        equations v(s) = sum over the two moves of 0.5 (r + gamma v(s')), s = 1..19."""
+        last = self.n_states - 1
+        if gamma == 1.0:
+            values = (np.arange(self.n_states) - self.start) / self.start
+            values[[0, last]] = 0.0
+            return values
+        system, rewards = np.eye(self.n_states), np.zeros(self.n_states)  # terminal rows: v = 0
+        for state in range(1, last):
+            for next_state in (state - 1, state + 1):
+                rewards[state] += 0.5 * (float(next_state == last) - float(next_state == 0))
+                if 0 < next_state < last:
+                    system[state, next_state] -= 0.5 * gamma
+        return np.linalg.solve(system, rewards)
 
     def render(self):
         """rgb_array frame for --capture-video: a row of cells, terminals grey, the agent red."""
@@ -286,6 +296,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0.0 <= args.end_e <= args.start_e <= 1.0:  # epsilon falls (linear_schedule holds it at end_e otherwise)
+        fail(f"--start-e and --end-e must satisfy 0 <= end-e <= start-e <= 1; got {args.start_e}, {args.end_e}")
     if args.total_timesteps < 0:
         fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
     if args.total_episodes is not None and args.total_episodes < 1:
@@ -351,7 +363,7 @@ def train(args: Args) -> dict:
         table = load_table(args, shape)
     # Figure 7.2's RMS error where the env knows its true values (the walk, also registered by td_lambda.py),
     # over a walk's non-terminal states: all but its two ends
-    true_values = env.unwrapped.true_values() if args.prediction and hasattr(env.unwrapped, "true_values") else None
+    true_values = env.unwrapped.true_values(args.gamma) if args.prediction and hasattr(env.unwrapped, "true_values") else None
     walk_states = np.arange(1, obs_space.n - 1)
 
     # "package.module:Env-v0" and "Namespace/Env-v0" make one directory name, not a path

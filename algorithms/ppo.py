@@ -426,6 +426,9 @@ def check_args(args: Args) -> None:
         fail(f"--total-timesteps must be 0 (only evaluate) or one rollout ({batch_size} steps) or more; got {args.total_timesteps}")
     if batch_size % args.num_minibatches:  # else the last minibatch would be a sliver, stepped on like a full one
         fail(f"--num-minibatches ({args.num_minibatches}) must divide the rollout size {batch_size} (--num-envs x --num-steps)")
+    if args.norm_adv and batch_size // args.num_minibatches < 2:  # the std of a single advantage is nan
+        fail(f"--norm-adv needs minibatches of 2 or more steps; --num-minibatches {args.num_minibatches} leaves "
+             f"{batch_size // args.num_minibatches}")
     if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
         fail(f"--gamma and --gae-lambda must be in [0, 1]; got {args.gamma}, {args.gae_lambda}")
     if args.model_path is not None and not os.path.isfile(args.model_path):

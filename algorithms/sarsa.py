@@ -191,6 +191,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0.0 <= args.end_e <= args.start_e <= 1.0:  # epsilon falls (linear_schedule holds it at end_e otherwise)
+        fail(f"--start-e and --end-e must satisfy 0 <= end-e <= start-e <= 1; got {args.start_e}, {args.end_e}")
     if args.total_timesteps < 0:
         fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
     if args.eval_episodes < 1:

@@ -179,7 +179,8 @@ class TileCoder:
     tile widths, the book's asymmetric offsets (uniform offsets would put every tiling's corners on
     the diagonal, Figure 9.11); with an odd displacement per dimension and num_tilings a power of two,
     each dimension sees the num_tilings offsets k / num_tilings, so moving a point by k / num_tilings
-    of a tile along one axis changes exactly k of its tiles. Every tiling contributes one active tile."""
+    of a tile along one axis changes exactly k of its tiles. Every tiling contributes one active tile;
+    where two tilings' tiles hash to one weight, that weight is one active (binary) feature."""
 
     def __init__(self, low: np.ndarray, high: np.ndarray, num_tilings: int, tiles_per_dim: int, memory_size: int):
         self.low, self.memory_size = low, memory_size
@@ -189,10 +190,13 @@ class TileCoder:
         self.tiling_ids = np.arange(num_tilings)[:, None]  # part of a tile's key: tilings never share a tile
 
     def tiles(self, obs: np.ndarray) -> np.ndarray:
-        """The active tiles of one observation: (num_tilings,) weight indices."""
+        """The active features of one observation: distinct weight indices, (num_tilings,) or fewer."""
         position = (np.asarray(obs, dtype=np.float64) - self.low) * self.tiles_per_unit  # (dims,) in tile widths
         coordinates = np.floor(position[None, :] + self.offsets).astype(np.int64)  # (num_tilings, dims)
-        return hash_coordinates(np.hstack([self.tiling_ids, coordinates]), self.memory_size)
+        # Distinct: the updates write each index once (numpy's fancy-index +=), so q must count it once too,
+        # or the step would not be the gradient of q where two tilings collide (0.6% of MountainCar's states
+        # at 8 tilings and 4,096 weights), and true online SARSA(lambda) would lose its exactness there.
+        return np.unique(hash_coordinates(np.hstack([self.tiling_ids, coordinates]), self.memory_size))
 
 
 # ---------------------------------------------------------------------------------------- Math
@@ -303,8 +307,8 @@ def check_args(args: Args) -> None:
     if min(args.num_tilings, args.tiles_per_dim, args.memory_size) < 1:
         fail(f"--num-tilings, --tiles-per-dim and --memory-size must be >= 1; got {args.num_tilings}, "
              f"{args.tiles_per_dim}, {args.memory_size}")
-    if not 0.0 <= min(args.start_e, args.end_e) <= max(args.start_e, args.end_e) <= 1.0:
-        fail(f"--start-e and --end-e must be in [0, 1]; got {args.start_e}, {args.end_e}")
+    if not 0.0 <= args.end_e <= args.start_e <= 1.0:  # epsilon falls (linear_schedule holds it at end_e otherwise)
+        fail(f"--start-e and --end-e must satisfy 0 <= end-e <= start-e <= 1; got {args.start_e}, {args.end_e}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     try:

@@ -136,11 +136,22 @@ class RandomWalk(gym.Env):
         reward = float(self.position == self.n_cells - 1) - float(self.position == 0)
         return self.position, reward, self.position in (0, self.n_cells - 1), False, {}
 
-    def true_values(self) -> np.ndarray:
-        """v_pi under the uniform policy, gamma = 1: (s - 10) / 10 in the walk, 0 at the two terminal ends."""
-        values = (np.arange(self.n_cells) - self.start) / self.start
-        values[[0, -1]] = 0.0
-        return values
+    def true_values(self, gamma: float = 1.0) -> np.ndarray:
+        """v_pi of the uniform policy, 0 at the two terminal ends; shape (n_cells,). At gamma = 1 it is the chance
+        of ending right minus that of ending left, (s - 10) / 10; below 1, the solution of the Bellman
+        equations v(s) = sum over the two moves of 0.5 (r + gamma v(s')), s = 1..19."""
+        last = self.n_cells - 1
+        if gamma == 1.0:
+            values = (np.arange(self.n_cells) - self.start) / self.start
+            values[[0, last]] = 0.0
+            return values
+        system, rewards = np.eye(self.n_cells), np.zeros(self.n_cells)  # terminal rows: v = 0
+        for state in range(1, last):
+            for next_state in (state - 1, state + 1):
+                rewards[state] += 0.5 * (float(next_state == last) - float(next_state == 0))
+                if 0 < next_state < last:
+                    system[state, next_state] -= 0.5 * gamma
+        return np.linalg.solve(system, rewards)
 
     def render(self):
         """rgb_array frame for --capture-video: the -1 end red, the +1 end green, the walker blue."""
@@ -344,7 +355,7 @@ def train(args: Args) -> dict:
     no_features = np.zeros(n_states)  # x(terminal) = 0: v(terminal) = 0
     weights = np.zeros(n_states) if args.model_path is None else load_weights(args, (n_states,))
     # The walk knows its true values: RMS error over its non-terminal cells, all but the two ends.
-    true_values = env.unwrapped.true_values() if hasattr(env.unwrapped, "true_values") else None
+    true_values = env.unwrapped.true_values(args.gamma) if hasattr(env.unwrapped, "true_values") else None
     walk_states = np.arange(1, n_states - 1)
 
     # "package.module:Env-v0" and "Namespace/Env-v0" make one directory name, not a path

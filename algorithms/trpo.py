@@ -390,6 +390,8 @@ def natural_gradient_step(policy_gradient, fisher_vector_product: Callable, max_
     quadratic KL estimate of the step, 0.5 * step^T F step, equals max_kl (Appendix C)."""
     search_direction = conjugate_gradient(fisher_vector_product, policy_gradient, cg_iters)
     shs = search_direction @ fisher_vector_product(search_direction)
+    if shs <= 0:  # g ~ 0: conjugate gradient stopped at s = 0, no direction to step along (the line search fails)
+        return torch.zeros_like(search_direction)
     return torch.sqrt(2.0 * max_kl / shs) * search_direction
 
 
@@ -577,6 +579,10 @@ def check_args(args: Args) -> None:
     batch_size = args.num_envs * args.num_steps
     if args.total_timesteps < 0 or 0 < args.total_timesteps < batch_size:
         fail(f"--total-timesteps must be 0 (only evaluate) or one rollout ({batch_size} steps) or more; got {args.total_timesteps}")
+    if batch_size < 2:  # the advantages are normalised over the rollout: the std of one is nan
+        fail("--num-envs x --num-steps must be 2 or more (the advantages are normalised over the rollout); got 1")
+    if args.critic_minibatch_size > batch_size:
+        fail(f"--critic-minibatch-size ({args.critic_minibatch_size}) must not exceed the rollout size {batch_size}")
     if not (0.0 <= args.gamma <= 1.0 and 0.0 <= args.gae_lambda <= 1.0 and args.max_kl > 0.0 and args.cg_damping >= 0.0):
         fail(f"need --gamma and --gae-lambda in [0, 1], --max-kl > 0 and --cg-damping >= 0; got {args.gamma}, "
              f"{args.gae_lambda}, {args.max_kl}, {args.cg_damping}")

@@ -90,6 +90,21 @@ def test_a_budget_smaller_than_one_rollout_is_refused(script, default_rollout, i
     assert not (in_tmp / "runs").exists()
 
 
+@pytest.mark.parametrize("script, flags, named", [
+    ("ppo.py", ["--num-envs", "1", "--num-steps", "4", "--num-minibatches", "4"], "--norm-adv needs minibatches of 2"),
+    ("ppo_continuous.py", ["--num-envs", "1", "--num-steps", "4", "--num-minibatches", "4"], "--norm-adv needs minibatches of 2"),
+    ("preference_ppo.py", ["--num-envs", "1", "--num-steps", "4", "--num-minibatches", "4"], "--norm-adv needs minibatches of 2"),
+    ("a2c.py", ["--num-envs", "1", "--num-steps", "1", "--norm-adv"], "--norm-adv needs a rollout of 2"),
+    ("trpo.py", ["--num-envs", "1", "--num-steps", "1"], "must be 2 or more"),
+    ("trpo.py", ["--num-envs", "1", "--num-steps", "64", "--critic-minibatch-size", "128"], "--critic-minibatch-size (128)"),
+])
+def test_a_single_advantage_to_normalise_or_a_minibatch_above_the_rollout_is_refused(script, flags, named, in_tmp, capsys):
+    """The std of one advantage is nan: the run would stop later on a nan loss that names no argument."""
+    status, stderr = run_in_process(script, flags, capsys)
+    assert status == 2 and named in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not (in_tmp / "runs").exists()
+
+
 # ppo_continuous.py and trpo.py act through the same RolloutPolicy (copied): one check for both, against torch's Normal.
 @pytest.mark.parametrize("module", [ppo_continuous, trpo], ids=["ppo_continuous", "trpo"])
 def test_the_rollout_policy_is_the_agent_in_numpy(module):

@@ -203,6 +203,32 @@ def test_new_rows_enter_at_the_largest_priority_and_the_tree_sums_survive_wrap_a
     np.testing.assert_array_equal(rb.tree.find(np.array([0.0, 5.9, 6.1, 18.5, 21.9, 22.01, 26.99])), [0, 0, 1, 3, 3, 4, 4])
 
 
+def test_an_add_that_wraps_past_the_end_raises_only_its_own_rows_to_the_max():
+    """Four rows written from row 6 of 8 land on 6, 7, 0, 1 (an n-step flush or several envs can cross the
+    end in one add): those four enter at the max priority, and rows 2-5 keep theirs."""
+    rb = filled_prioritized_buffer(capacity=8, rows=6, alpha=1.0)
+    rb.update_priorities(np.arange(6), np.full(6, 0.25))
+    rb.update_priorities(np.array([5]), np.array([5.0]))  # the max so far: 5 (+ eps)
+    index = np.arange(4)
+    rb.add(np.zeros((4, 2)), np.zeros((4, 2)), index, index * 1.0, np.zeros(4, dtype=bool), np.full(4, 0.9))
+    rb.write_queued()
+    leaves = rb.tree.nodes[rb.tree.leaves:rb.tree.leaves + 8]
+    np.testing.assert_allclose(leaves, [5, 5, 0.25, 0.25, 0.25, 5, 5, 5], rtol=1e-4)
+    assert rb.pos == 2 and rb.size == 8
+    np.testing.assert_array_equal(rb.actions[[6, 7, 0, 1]].numpy(), index)  # the rows themselves, in order
+
+
+def test_learning_waits_for_the_first_stored_row(in_tmp):
+    """--n-step 5 stores nothing for an episode's first steps (unless it ends): learning from step 1 on
+    would sample an empty buffer. It starts once a row is there (and trains: the weights move)."""
+    result = dqn.train(dqn.Args(n_step=5, learning_starts=0, train_frequency=1, batch_size=4, buffer_size=100,
+                                total_timesteps=40, eval_episodes=1, save_model=True))
+    assert result["eval_returns"]
+    saved = torch.load(next((in_tmp / result["run_dir"]).glob("*.pt")))
+    assert not torch.equal(saved["q_network"]["advantage.weight"], saved["target_network"]["advantage.weight"]) or \
+        saved["optimizer"]["state"], "no gradient step was taken"
+
+
 # ---------------------------------------------------------------------------------------- n-step windows
 def test_n_step_windows_by_hand_termination_and_truncation_two_envs():
     """n = 3, gamma 0.5, two envs stepping together. Env 0's episode terminates at its 4th step, env 1's

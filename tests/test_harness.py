@@ -256,6 +256,15 @@ def test_minibatches_that_do_not_divide_the_rollout_are_refused(script, in_tmp, 
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_an_epsilon_schedule_that_would_rise_is_refused(script, in_tmp, capsys):
+    """linear_schedule lets epsilon fall: asked to rise from 0.1 to 0.5, it would sit at 0.5 from the start."""
+    require(script, "start_e", "end_e")
+    status, stderr = run_in_process(script, ["--start-e", "0.1", "--end-e", "0.5"], capsys)
+    assert status == 2 and "0 <= end-e <= start-e <= 1; got 0.1, 0.5" in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_a_file_that_is_not_a_model_exits_2(script, in_tmp, capsys):
     require(script, "model_path")
     (in_tmp / "notes.txt").write_text("not a model")

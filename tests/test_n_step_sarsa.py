@@ -209,6 +209,20 @@ def test_n_1_trains_exactly_as_sarsa_py(in_tmp):
 
 
 # ---------------------------------------------------------------------------------------- the random walk
+@pytest.mark.parametrize("gamma", [1.0, 0.9, 0.5])
+def test_the_walks_true_values_solve_bellmans_equation_at_any_gamma(gamma):
+    """v(s) = 0.5 (r_left + gamma v(s - 1)) + 0.5 (r_right + gamma v(s + 1)), the ends paying -1 and +1: what
+    the RMS error is measured against, so that --gamma below 1 is measured against its own values."""
+    values = nstep.RandomWalk().true_values(gamma)
+    assert values.shape == (21,) and values[0] == values[20] == 0.0 and values[10] == pytest.approx(0.0, abs=1e-12)
+    rewards_left, rewards_right = np.zeros(21), np.zeros(21)
+    rewards_left[1], rewards_right[19] = -1.0, 1.0
+    bellman = 0.5 * (rewards_left[1:20] + gamma * values[0:19]) + 0.5 * (rewards_right[1:20] + gamma * values[2:21])
+    np.testing.assert_allclose(values[1:20], bellman, atol=1e-12)
+    if gamma < 1:  # discounting shrinks every value toward 0
+        assert np.all(np.abs(values[1:20]) < np.abs(nstep.RandomWalk().true_values()[1:20]) + 1e-12)
+
+
 def test_random_walk_steps_rewards_and_true_values():
     env = nstep.RandomWalk()
     assert env.reset(seed=0)[0] == 10

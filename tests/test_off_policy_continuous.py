@@ -196,6 +196,44 @@ def test_one_critic_update_per_env_step_and_delayed_actor_updates(in_tmp, monkey
 
 
 @pytest.mark.parametrize("script", MODULES)
+def test_resume_refuses_another_device_and_logs_no_actor_loss_before_its_own_actor_step(script, in_tmp, capsys):
+    """With --policy-frequency 3 the checkpoint at step 100 has made 99 updates (learning from step 2): the
+    resumed process logs at update 100, before its first actor step (at 102): it must log without one.
+    The same checkpoint, said to come from a GPU, is refused: its sampling generator's state is a GPU's."""
+    module = MODULES[script]
+    args = dict(env_id="Pendulum-v1", total_timesteps=120, learning_starts=1, batch_size=8, policy_frequency=3,
+                checkpoint_every=100, eval_episodes=1)
+    module.train(module.Args(**args))
+    checkpoint = next(in_tmp.glob("runs/*/checkpoints/checkpoint_000000000100.pt"))
+    assert torch.load(checkpoint, weights_only=False)["updates"] == 99
+    result = module.train(module.Args(**args, resume=str(checkpoint)))
+    assert result["eval_returns"]
+    from_gpu = torch.load(checkpoint, weights_only=False)
+    from_gpu["random"]["device"] = "cuda"
+    torch.save(from_gpu, in_tmp / "from_gpu.pt")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        module.train(module.Args(**args, resume=str(in_tmp / "from_gpu.pt")))
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "made on the CUDA, this run is on the CPU" in stderr, stderr
+
+
+@pytest.mark.parametrize("script", MODULES)
+def test_a_model_trained_with_other_action_bounds_is_refused(script, in_tmp, capsys):
+    """The critics take actions in the env's units and the actor's buffers carry the bounds: loading a
+    model into an env whose bounds differ (same shapes) must be refused, not silently rescaled."""
+    module = MODULES[script]
+    args = dict(env_id="Pendulum-v1", total_timesteps=0, eval_episodes=1)
+    actor = module.Actor(3, gym.spaces.Box(-4.0, 4.0, (1,), np.float32), (8,))  # Pendulum's bounds are +-2
+    saved = {"actor": actor.state_dict(), "args": {"env_id": "Pendulum-v1"}}
+    torch.save(saved, in_tmp / "wide.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        module.train(module.Args(**args, hidden_sizes=(8,), model_path=str(in_tmp / "wide.pt")))
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "other action bounds than Pendulum-v1's" in stderr, stderr
+
+
+@pytest.mark.parametrize("script", MODULES)
 def test_default_budgets_depend_on_the_env_and_help_names_them(script, in_tmp, capsys):
     """With no --total-timesteps, Pendulum-v1 gets 20k steps and other envs the published 1M (TD3 and
     DDPG: with 5k / 25k warm-up steps). Checked without training, through the validation message."""

@@ -167,6 +167,22 @@ def test_true_online_sarsa_lambda_equals_the_online_lambda_return_algorithm(seed
         np.testing.assert_allclose(ours, brute, atol=1e-12)
 
 
+def test_tilings_that_hash_to_one_weight_make_one_feature_and_true_online_stays_exact():
+    """8 tilings hashed into 3 weights must collide: each weight is then one binary feature, as the
+    updates treat it (they write an index once), so q is the features' dot product with the weights
+    and true online SARSA(lambda) still equals the online lambda-return algorithm with tile-coded states."""
+    coder = sl.TileCoder(np.zeros(1), np.ones(1), 8, 4, memory_size=3)
+    rng = np.random.default_rng(0)
+    episode = []
+    for _ in range(6):
+        tiles = coder.tiles(rng.uniform(0, 1, size=1))
+        assert len(tiles) < 8 and len(set(tiles.tolist())) == len(tiles)
+        episode.append((int(rng.integers(2)), tiles, float(rng.normal())))
+    for ours, brute in zip(true_online_weights(episode, (2, 3), 0.1, 0.9, 0.8),
+                           online_lambda_return_weights(episode, (2, 3), 0.1, 0.9, 0.8)):
+        np.testing.assert_allclose(ours, brute, atol=1e-12)
+
+
 def test_true_online_equals_the_offline_lambda_return_at_the_end_of_a_no_revisit_episode():
     """On a tabular episode that visits each state once, bootstrap targets only read states not yet
     updated, so the online and off-line lambda-return algorithms coincide at the episode's end: each

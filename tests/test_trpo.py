@@ -95,6 +95,13 @@ def test_the_step_is_scaled_so_the_quadratic_kl_estimate_equals_max_kl():
     torch.testing.assert_close(step / step.norm(), direction / direction.norm())
 
 
+def test_a_vanishing_gradient_gives_no_step_rather_than_nan():
+    """Below the conjugate-gradient tolerance s = 0, so s^T F s = 0: the step is 0 (the line search then
+    fails and keeps the policy), not 0 / 0."""
+    step = trpo.natural_gradient_step(torch.full((4,), 1e-6), lambda v: v, max_kl=0.01, cg_iters=10)
+    assert torch.equal(step, torch.zeros(4))
+
+
 def quadratic_problem(target):
     """Parameters theta (2,) starting at 0; surrogate = target . theta, 'KL' = 0.5 |theta|^2."""
     theta = nn.Parameter(torch.zeros(2))
