@@ -196,7 +196,7 @@ class TileCoder:
         # Distinct: the updates write each index once (numpy's fancy-index +=), so q must count it once too,
         # or the step would not be the gradient of q where two tilings collide (0.6% of MountainCar's states
         # at 8 tilings and 4,096 weights), and true online SARSA(lambda) would lose its exactness there.
-        # (np.unique's result, sorted; for 8 indices a Python set is 3x faster: 1.2 against 3.9 us)
+        # Sorted, as np.unique returns them; for 8 indices a Python set is 3x faster (1.2 against 3.9 us).
         indices = hash_coordinates(np.hstack([self.tiling_ids, coordinates]), self.memory_size)
         return np.array(sorted(set(indices.tolist())), dtype=np.int64)
 

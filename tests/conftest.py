@@ -231,7 +231,9 @@ def read_summary(run_dir: Path) -> dict:
 
 
 def load_module(script: str):
-    """Import a script as a module (importing must have no side effects)."""
+    """Import a script as a module (importing must have no side effects). sys.modules[name] is the last
+    copy loaded, by any test file: a test whose run pickles the script's own classes (a checkpoint holds
+    the env with its wrappers) calls this again, so that pickle finds the class of the copy it runs."""
     spec = importlib.util.spec_from_file_location(script[:-3], ALGORITHMS / script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # tyro reads the Args docstrings through inspect, which looks here

@@ -291,9 +291,7 @@ def test_prioritized_n_step_run_resumes_bitwise(tmp_path, monkeypatch):
     """The sum tree, the max priority and the n-step windows are in the checkpoint: a run resumed from
     its mid-run checkpoint ends with the same episodes and weights as the run that went straight on."""
     monkeypatch.chdir(tmp_path)
-    # the checkpoint pickles the env with dqn.py's wrapper class, which pickle finds as sys.modules["dqn"]:
-    # load the script again so that entry is this module (other test files load their own copy)
-    dqn = load_module("dqn.py")
+    dqn = load_module("dqn.py")  # again: the checkpoint pickles dqn.py's env wrapper (see load_module)
     args = dict(total_timesteps=1200, learning_starts=200, batch_size=32, buffer_size=500, eval_episodes=1,
                 prioritized=True, n_step=3, num_envs=2, save_model=True, checkpoint_every=600)
     whole = dqn.train(dqn.Args(**args))

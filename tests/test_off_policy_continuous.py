@@ -200,9 +200,7 @@ def test_resume_refuses_another_device_and_logs_no_actor_loss_before_its_own_act
     """With --policy-frequency 3 the checkpoint at step 100 has made 99 updates (learning from step 2): the
     resumed process logs at update 100, before its first actor step (at 102): it must log without one.
     The same checkpoint, said to come from a GPU, is refused: its sampling generator's state is a GPU's."""
-    # the checkpoint pickles the env with the script's EpisodeRecorder class, which pickle finds as
-    # sys.modules[name]: load the script again so that entry is this module (other test files load their own)
-    module = load_module(script)
+    module = load_module(script)  # again: the checkpoint pickles the script's EpisodeRecorder (see load_module)
     args = dict(env_id="Pendulum-v1", total_timesteps=120, learning_starts=1, batch_size=8, policy_frequency=3,
                 checkpoint_every=100, eval_episodes=1)
     module.train(module.Args(**args))
