@@ -542,6 +542,13 @@ def check_args(args: Args) -> None:
              f"{args.dirichlet_alpha}, {args.dirichlet_epsilon}")
     if args.batch_size > args.buffer_size:
         fail(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
+    # learning waits for learning_starts stored positions: the buffer never holds more than buffer_size, nor
+    # more than the run's moves, so a larger threshold would silently train nothing
+    if args.learning_starts > args.buffer_size:
+        fail(f"--learning-starts ({args.learning_starts}) must not exceed --buffer-size ({args.buffer_size})")
+    if args.total_timesteps > 0 and args.updates_per_step > 0 and args.learning_starts >= args.total_timesteps:
+        fail(f"--learning-starts must be < --total-timesteps ({args.total_timesteps}) when training "
+             f"(--updates-per-step > 0); got {args.learning_starts}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     if args.checkpoint_every < 0:

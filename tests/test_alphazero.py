@@ -139,7 +139,7 @@ def test_self_play_stores_each_position_with_the_outcome_for_its_mover(in_tmp, m
 
     monkeypatch.setattr(alphazero.ReplayBuffer, "add", record)
     result = alphazero.train(alphazero.Args(total_timesteps=64, num_envs=8, num_simulations=4, eval_episodes=1,
-                                            eval_every=0, learning_starts=10_000, eval_opponent="random"))
+                                            eval_every=0, updates_per_step=0, eval_opponent="random"))
     assert stored and len(result["episodic_returns"]) >= 1
     first_game_length = int((in_tmp / result["run_dir"] / "episodes.csv").read_text().splitlines()[1].split(",")[2])
     assert len(stored) >= first_game_length
@@ -157,6 +157,8 @@ def test_self_play_stores_each_position_with_the_outcome_for_its_mover(in_tmp, m
     (["--game", "kuhn_poker"], "perfect-information"),
     (["--num-simulations", "0"], "--num-simulations"),
     (["--batch-size", "100", "--buffer-size", "10"], "--batch-size"),
+    (["--learning-starts", "20000", "--buffer-size", "10000"], "--learning-starts"),
+    (["--learning-starts", "100", "--total-timesteps", "100"], "--learning-starts"),
     (["--dirichlet-epsilon", "2"], "--dirichlet-epsilon"),
     (["--play", "first"], "--play needs --model-path"),
 ])
@@ -169,8 +171,8 @@ def test_bad_input_exits_2_with_one_line(flags, named, in_tmp, capsys):
 @pytest.mark.learning
 def test_trained_on_tic_tac_toe_it_never_loses_to_perfect_play(tmp_path):
     """A few minutes of self-play at 50 simulations per move; then every game a perfect player can make
-    against it (any of its optimal moves, each time), both colours: no loss. It also draws OpenSpiel's
-    MCTSBot with 1,000 rollout simulations."""
+    against it (any of its optimal moves, each time), both colours: no loss; nor in the run's final evaluation,
+    20 games against OpenSpiel's MCTSBot with 1,000 rollout simulations."""
     run_dir = run_ok("alphazero.py", ["--save-model", "--eval-episodes", "20", "--eval-every", "0"], tmp_path,
                      timeout=900)
     assert read_summary(run_dir)["eval_returns"].count(-1.0) == 0
