@@ -528,6 +528,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if args.learning_rate <= 0:  # a negative step climbs the loss; 0 learns nothing
+        fail(f"--learning-rate must be > 0; got {args.learning_rate}")
     if args.eval_simulations is not None and args.eval_simulations < 1:
         fail(f"--eval-simulations must be >= 1 (or None: --num-simulations); got {args.eval_simulations}")
     for name in ("num_envs", "num_simulations", "hidden_size", "num_layers", "buffer_size", "batch_size",

@@ -655,6 +655,10 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    # A negative step or clip climbs the loss; 0 learns nothing
+    if args.learning_rate <= 0 or (args.max_grad_norm is not None and args.max_grad_norm <= 0):
+        fail(f"--learning-rate and --max-grad-norm must be > 0 (--max-grad-norm may be left out: no clipping); "
+             f"got {args.learning_rate}, {args.max_grad_norm}")
     if not 0.0 <= args.end_e <= args.start_e <= 1.0:  # epsilon falls (linear_schedule holds it at end_e otherwise)
         fail(f"--start-e and --end-e must satisfy 0 <= end-e <= start-e <= 1; got {args.start_e}, {args.end_e}")
     for name in ("num_envs", "eval_episodes", "buffer_size", "batch_size", "train_frequency",

@@ -19,13 +19,17 @@ before the others is masked out of the losses until its episode ends for everyon
 resets); a truncated agent is bootstrapped from V of its true final observation and state, a
 terminated one is not. The episode return logged is the team's: the sum of every agent's rewards.
 
-Defaults are the MAPPO paper's MPE settings (lr 7e-4, 10 epochs, entropy 0.01, gradient norm 10,
-value normalisation) with feed-forward tanh networks and 32 envs x 50 steps per rollout in 4
-minibatches instead of 128 x 25 in one. The paper trains for 20M steps; a 2-core CPU here runs about
-7M in an hour (2,069 steps/s alone), so more gradient steps per sample pay: on simple_spread_v3, seed 1,
-the training return was -45 at 700k steps with 4 minibatches and -59 with one, and 8 learned no faster
-than 4 (greedy -37.4 and -37.2 at 1.5M). Results in benchmarks.md; published MPE tables used older
-forks with other reward sums and are not comparable.
+Defaults are the MAPPO paper's MPE settings (lr 7e-4, 10 epochs, entropy 0.01, gradient norm 10, value
+normalisation) with feed-forward tanh networks and 32 envs x 50 steps per rollout in 4 minibatches
+instead of 128 x 25 in one. Three choices are ppo.py's rather than the official code's
+(marlbenchmark/on-policy): one optimizer step on the summed actor and critic losses, clipped at norm 10
+together (there, each network is clipped and stepped on its own), advantages normalised per minibatch
+(there, over the whole buffer's active agents) and a squared-error value loss (there, Huber by default).
+The paper trains for 20M steps; a 2-core CPU here runs about 7M in an hour (2,069 steps/s alone), so
+more gradient steps per sample pay: on simple_spread_v3, seed 1, the training return was -45 at 700k
+steps with 4 minibatches and -59 with one, and 8 learned no faster than 4 (greedy -37.4 and -37.2 at
+1.5M). Results in benchmarks.md; published MPE tables used older forks with other reward sums and are
+not comparable.
 
     python algorithms/mappo.py                                             # simple_spread_v3, 3 agents
     python algorithms/mappo.py --no-centralized-critic                     # IPPO
@@ -579,6 +583,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if args.learning_rate <= 0 or args.max_grad_norm <= 0:  # a negative step or clip climbs the loss; 0 learns nothing
+        fail(f"--learning-rate and --max-grad-norm must be > 0; got {args.learning_rate}, {args.max_grad_norm}")
     for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_episodes", "hidden_size"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
@@ -621,6 +627,9 @@ def train(args: Args) -> dict:
     probe_env.close()
     envs = ParallelEnvs(lambda: make_env(args.env_id, env_kwargs), args.num_envs, args.seed)
     num_agents, obs_size = envs.num_agents, envs.obs_size
+    samples_per_minibatch = args.num_envs * args.num_steps // args.num_minibatches * num_agents
+    if args.norm_adv and samples_per_minibatch < 2:  # the std of a single advantage is nan
+        fail(f"--norm-adv needs minibatches of 2 or more samples (env steps x agents); got {samples_per_minibatch}")
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -756,7 +765,8 @@ def train(args: Args) -> dict:
                         approx_kl = ((ratio - 1) - logratio).mean()
                         clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean())
                     mb_advantages = b_advantages[mb_inds][mask]
-                    if args.norm_adv:
+                    # over the minibatch's living agents; where agents have left, fewer than 2 may remain (no std)
+                    if args.norm_adv and mb_advantages.numel() > 1:
                         mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
                     # Clipped surrogate, Eq. 7 of Schulman et al. 2017; Eq. 1 of Yu et al. 2022 over agents
                     pg_loss = torch.max(-mb_advantages * ratio,

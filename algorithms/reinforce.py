@@ -397,6 +397,10 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    # A negative step or clip climbs the loss; 0 learns nothing
+    if args.learning_rate <= 0 or args.baseline_learning_rate <= 0 or args.max_grad_norm <= 0:
+        fail(f"--learning-rate, --baseline-learning-rate and --max-grad-norm must be > 0; "
+             f"got {args.learning_rate}, {args.baseline_learning_rate}, {args.max_grad_norm}")
     for name in ("num_envs", "eval_episodes", "hidden_size"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")

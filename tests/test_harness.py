@@ -246,6 +246,29 @@ def test_bad_input_exits_2_without_traceback(script, field, value, named, in_tmp
     assert not (in_tmp / "runs").exists(), "bad input must be refused before any work"
 
 
+# Step sizes and gradient-clip norms. A negative step size climbs the loss, a negative clip norm flips the
+# gradient (clip_grad_norm_ scales it by max_norm / norm), and 0 trains nothing while the run looks normal.
+STEP_FIELDS = ("learning_rate", "baseline_learning_rate", "policy_lr", "q_lr", "reward_model_lr", "max_grad_norm")
+# A step size of 0 is a use of its own in prediction: the error of the initial values, the curve every other
+# step size is read against. td_lambda.py only predicts (n_step_sarsa.py takes 0 with --prediction only).
+ZERO_STEP_ALLOWED = {("td_lambda.py", "learning_rate")}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("value", ["-0.1", "0"])
+def test_a_step_size_or_clip_norm_that_is_not_positive_is_refused(script, value, in_tmp, capsys):
+    fields = [name for name in STEP_FIELDS if has_field(script, name)
+              and not (value == "0" and (script, name) in ZERO_STEP_ALLOWED)]
+    if not fields:
+        pytest.skip(f"{script} has no step size or clip norm to refuse at {value}")
+    for name in fields:
+        # the tiny arguments: a script that took the value would end soon (and fail here) instead of training long
+        status, stderr = run_in_process(script, tiny_args(script) + [cli_flag(name), value], capsys)
+        assert status == 2 and cli_flag(name) in stderr, (name, stderr[-2000:])
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        assert not (in_tmp / "runs").exists(), "bad input must be refused before any work"
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_minibatches_that_do_not_divide_the_rollout_are_refused(script, in_tmp, capsys):
     """A rollout of 10 steps cut into 4 minibatches would end in a sliver of 1 that gets a full optimiser step."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ALGORITHMS, load_module, read_summary, run_ok
+from conftest import ALGORITHMS, load_module, read_summary, run_in_process, run_ok
 
 mappo = load_module("mappo.py")
 CUSTOM_ENVS = ALGORITHMS.parent / "tests" / "custom_envs.py"  # copied where a run can import it
@@ -212,3 +212,25 @@ def test_mappo_learns_to_answer_each_agents_own_bit(tmp_path):
     run_dir = run_ok("mappo.py", ["--env-id", "custom_envs:Mirror", "--total-timesteps", "6000", "--num-envs", "8",
                                   "--num-steps", "15", "--seed", "1"], tmp_path)
     assert read_summary(run_dir)["eval_returns"] == [6.0] * 10
+
+
+def test_a_minibatch_left_with_one_living_agent_is_not_normalised(in_tmp):
+    """Staggered has one living agent at steps 3 and 4 of its episodes, so minibatches of one env step hold a
+    single advantage there, whose std is nan: the run stopped with "the MAPPO loss became nan". Such a
+    minibatch now goes unnormalised; the test env is this module (tests/ is on sys.path)."""
+    result = mappo.train(mappo.Args(env_id="test_mappo:Staggered", num_envs=1, num_steps=4, num_minibatches=4,
+                                    total_timesteps=16, eval_episodes=1))
+    assert len(result["episodic_returns"]) == 4 and np.isfinite(result["eval_returns"]).all()
+
+
+def test_norm_adv_over_minibatches_of_one_sample_is_refused(in_tmp, monkeypatch, capsys):
+    """One agent and minibatches of one env step: no minibatch could ever be normalised."""
+    shutil.copy(CUSTOM_ENVS, in_tmp)
+    monkeypatch.syspath_prepend(str(in_tmp))
+    settings = ["--env-id", "custom_envs:MultiCountdown", "--env-kwargs", '{"num_agents": 1}', "--num-envs", "1",
+                "--num-steps", "2", "--num-minibatches", "2", "--total-timesteps", "4"]
+    status, stderr = run_in_process("mappo.py", settings, capsys)
+    assert status == 2 and "--norm-adv needs minibatches of 2 or more samples" in stderr and "got 1" in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (in_tmp / "runs").exists()
+    status, stderr = run_in_process("mappo.py", settings + ["--no-norm-adv", "--eval-episodes", "1"], capsys)
+    assert status == 0, stderr[-2000:]
