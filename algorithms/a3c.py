@@ -66,6 +66,9 @@ from torch.distributions import Categorical
 DETERMINISTIC = False  # the same seed gives other episodes (workers race on the shared weights): for the harness
 REPRODUCIBLE_ARGS = ["--num-workers", "1"]  # ... except with one worker (the harness checks these runs instead)
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
+# Worker i of seed s plays seed s + i * WORKER_SEED_STRIDE. With s + i, the runs of seeds 1, 2 and 3 shared
+# workers' streams (seed 1's worker 1 played seed 2's worker 0), so their results were not independent.
+WORKER_SEED_STRIDE = 1_000_000
 PROGRESS_SECONDS = 5.0  # at most one console progress line this often
 LOG_EVERY_UPDATES = 500  # worker 0 sends its losses to the figures every this many updates
 QUEUE_POLL_SECONDS = 0.1  # how long the main process waits for a worker's message before checking on them
@@ -80,7 +83,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run directory name)"""
     seed: int = 1
-    """seed of the initial weights and the evaluation; worker i seeds its env and actions with seed + i"""
+    """seed of the initial weights and the evaluation; worker i seeds its env and actions with worker_seed(seed, i)"""
     track: bool = False
     """log to Weights & Biases"""
     tensorboard: bool = False
@@ -332,6 +335,12 @@ def update_shared(local_agent: Agent, shared_agent: Agent, optimizer: torch.opti
 
 
 # ---------------------------------------------------------------------------------------- Worker
+def worker_seed(seed: int, worker_id: int) -> int:
+    """The seed of worker worker_id's env and action sampling: worker 0 plays the run's own seed, so one worker
+    runs as a seeded single-process script would, and no two (seed, worker) pairs below the stride share one."""
+    return seed + worker_id * WORKER_SEED_STRIDE
+
+
 def claim_steps(steps_claimed, wanted: int, total_timesteps: int) -> int:
     """Reserve up to `wanted` of the remaining budget on the shared counter (mp.Value); 0 when it is spent."""
     with steps_claimed.get_lock():
@@ -399,7 +408,7 @@ def worker(worker_id: int, args: Args, obs_size: int, n_actions: int, shared_age
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it sets `stop`
     parent = os.getppid()  # the main process (fork, spawn) or the fork server (forkserver)
     torch.set_num_threads(1)  # tiny networks; each worker is one core's worth of work (as the paper)
-    seed = args.seed + worker_id
+    seed = worker_seed(args.seed, worker_id)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
