@@ -66,9 +66,7 @@ from torch.distributions import Categorical
 DETERMINISTIC = False  # the same seed gives other episodes (workers race on the shared weights): for the harness
 REPRODUCIBLE_ARGS = ["--num-workers", "1"]  # ... except with one worker (the harness checks these runs instead)
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds far from the training seeds
-# Worker i of seed s plays seed s + i * WORKER_SEED_STRIDE. With s + i, the runs of seeds 1, 2 and 3 shared
-# workers' streams (seed 1's worker 1 played seed 2's worker 0), so their results were not independent.
-WORKER_SEED_STRIDE = 1_000_000
+WORKER_SEED_STRIDE = 1_000_000  # worker_seed's gap between workers (seed + worker id let seeds 1-3 share workers)
 PROGRESS_SECONDS = 5.0  # at most one console progress line this often
 LOG_EVERY_UPDATES = 500  # worker 0 sends its losses to the figures every this many updates
 QUEUE_POLL_SECONDS = 0.1  # how long the main process waits for a worker's message before checking on them

@@ -627,9 +627,10 @@ def train(args: Args) -> dict:
     probe_env.close()
     envs = ParallelEnvs(lambda: make_env(args.env_id, env_kwargs), args.num_envs, args.seed)
     num_agents, obs_size = envs.num_agents, envs.obs_size
-    samples_per_minibatch = args.num_envs * args.num_steps // args.num_minibatches * num_agents
-    if args.norm_adv and samples_per_minibatch < 2:  # the std of a single advantage is nan
-        fail(f"--norm-adv needs minibatches of 2 or more samples (env steps x agents); got {samples_per_minibatch}")
+    batch_steps = args.num_envs * args.num_steps
+    minibatch_size = batch_steps // args.num_minibatches  # env steps; each holds num_agents samples
+    if args.norm_adv and minibatch_size * num_agents < 2:  # the std of a single advantage is nan
+        fail(f"--norm-adv needs minibatches of 2 or more samples (env steps x agents); got {minibatch_size * num_agents}")
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -681,9 +682,7 @@ def train(args: Args) -> dict:
     truncations = torch.zeros(shape, dtype=torch.bool, device=device)  # and not terminated
     final_values = torch.zeros(shape, device=device)  # V(true final observation, state) there, reward units
 
-    batch_steps = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_steps if args.total_timesteps else 0
-    minibatch_size = batch_steps // args.num_minibatches  # env steps; each holds num_agents samples
     episodic_returns = []
     global_step, done_iterations = 0, 0
     start_time = time.time()
