@@ -612,6 +612,10 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    # np.random.seed takes [0, 2**32 - 1], and worker i seeds it with worker_seed(seed, i)
+    if not 0 <= args.seed <= 2**32 - 1 - (args.num_workers - 1) * WORKER_SEED_STRIDE:
+        fail(f"--seed must be in [0, 2**32 - 1 - (num_workers - 1) x {WORKER_SEED_STRIDE:,}]: worker i seeds numpy "
+             f"with seed + i x {WORKER_SEED_STRIDE:,}; got {args.seed}")
     if args.learning_rate <= 0 or args.max_grad_norm <= 0:  # a negative step or clip climbs the loss; 0 learns nothing
         fail(f"--learning-rate and --max-grad-norm must be > 0; got {args.learning_rate}, {args.max_grad_norm}")
     for name in ("num_workers", "num_steps", "eval_episodes"):

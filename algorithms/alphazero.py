@@ -52,6 +52,7 @@ import torch.nn.functional as F
 import tyro
 
 PROGRESS_SECONDS = 5.0  # at most one progress line this often
+EVAL_SEED_OFFSET = 10_000  # evaluation games play seed + this, apart from training
 OPENSPIEL_UCT_C, OPENSPIEL_MAX_MEMORY_MB = 2.0, 1000  # the evaluation opponent: MCTSBot's defaults
 
 
@@ -528,6 +529,9 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**31 - 1 - EVAL_SEED_OFFSET:  # OpenSpiel's bots take a signed 32-bit seed
+        fail(f"--seed must be in [0, 2**31 - 1 - {EVAL_SEED_OFFSET:,}]: the evaluation opponent (OpenSpiel) is seeded "
+             f"with seed + {EVAL_SEED_OFFSET:,} and takes a signed 32-bit seed; got {args.seed}")
     if args.learning_rate <= 0:  # a negative step climbs the loss; 0 learns nothing
         fail(f"--learning-rate must be > 0; got {args.learning_rate}")
     if args.eval_simulations is not None and args.eval_simulations < 1:
@@ -586,7 +590,7 @@ def train(args: Args) -> dict:
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)  # noise, move sampling, replay sampling
-    eval_seed = args.seed + 10_000  # evaluation games apart from training
+    eval_seed = args.seed + EVAL_SEED_OFFSET
     maps = symmetries(game) if args.augment else None
     rb = ReplayBuffer(args.buffer_size, input_size, num_actions)
 

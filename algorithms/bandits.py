@@ -234,6 +234,7 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def train(args: Args) -> dict:
     for valid, message in (
+            (0 <= args.seed <= 2**32 - 1, f"--seed must be in [0, 2**32 - 1]; got {args.seed}"),  # as every script's
             (args.num_runs >= 1, f"--num-runs must be >= 1; got {args.num_runs}"),
             (args.num_steps >= 1, f"--num-steps must be >= 1; got {args.num_steps}"),
             (args.num_arms >= 2, f"--num-arms must be >= 2 (one arm leaves no choice); got {args.num_arms}"),

@@ -466,6 +466,8 @@ def budget(args: Args) -> tuple:
 
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
+        fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.learning_rate <= 0:  # a negative step climbs the loss; 0 learns nothing
         fail(f"--learning-rate must be > 0; got {args.learning_rate}")
     total_timesteps, learning_starts = budget(args)

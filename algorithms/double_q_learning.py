@@ -256,6 +256,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**32 - 1:  # numpy takes no negative seed; np.random.seed's top, as in every script
+        fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if not 0.0 <= args.end_e <= args.start_e <= 1.0:  # epsilon falls (linear_schedule holds it at end_e otherwise)
         fail(f"--start-e and --end-e must satisfy 0 <= end-e <= start-e <= 1; got {args.start_e}, {args.end_e}")
     if args.total_timesteps < 0:

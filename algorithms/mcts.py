@@ -353,7 +353,9 @@ class FigureLog:
 
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
+    """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
     for valid, message in (
+            (0 <= args.seed <= 2**32 - 1, f"--seed must be in [0, 2**32 - 1]; got {args.seed}"),  # as every script's
             (args.num_simulations >= 1, f"--num-simulations must be >= 1; got {args.num_simulations}"),
             (0 <= args.uct_c < math.inf, f"--uct-c must be >= 0 and finite; got {args.uct_c}"),
             (args.num_games >= 1, f"--num-games must be >= 1; got {args.num_games}")):

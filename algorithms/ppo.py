@@ -418,6 +418,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
+        fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.learning_rate <= 0 or args.max_grad_norm <= 0:  # a negative step or clip climbs the loss; 0 learns nothing
         fail(f"--learning-rate and --max-grad-norm must be > 0; got {args.learning_rate}, {args.max_grad_norm}")
     for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_episodes"):

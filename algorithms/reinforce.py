@@ -397,6 +397,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
+        fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     # A negative step or clip climbs the loss; 0 learns nothing
     if args.learning_rate <= 0 or args.baseline_learning_rate <= 0 or args.max_grad_norm <= 0:
         fail(f"--learning-rate, --baseline-learning-rate and --max-grad-norm must be > 0; "

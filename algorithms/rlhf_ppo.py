@@ -320,6 +320,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
+        fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.max_grad_norm <= 0:  # a negative clip flips the gradient (ascent); 0 zeroes it
         fail(f"--max-grad-norm must be > 0; got {args.max_grad_norm}")
     for name in ("rollout_size", "update_epochs", "num_minibatches", "eval_samples"):

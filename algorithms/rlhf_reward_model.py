@@ -253,6 +253,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
+        fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.train_steps < 0 or args.batch_size < 1:
         fail(f"--train-steps must be >= 0 and --batch-size >= 1; got {args.train_steps}, {args.batch_size}")
     if args.train_steps == 0 and args.model_path is None:

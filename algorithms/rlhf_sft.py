@@ -342,6 +342,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
+        fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     for name in ("num_demonstrations", "batch_size", "embedding_size", "hidden_size"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")

@@ -496,6 +496,8 @@ def budget(args: Args) -> int:
 
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
+        fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.policy_lr <= 0 or args.q_lr <= 0:  # a negative step climbs the loss; 0 learns nothing
         fail(f"--policy-lr and --q-lr must be > 0; got {args.policy_lr}, {args.q_lr}")
     total_timesteps = budget(args)

@@ -298,6 +298,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**32 - 1:  # numpy takes no negative seed; np.random.seed's top, as in every script
+        fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.total_timesteps < 0:
         fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
     if args.total_episodes is not None and args.total_episodes < 1:

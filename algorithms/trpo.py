@@ -573,6 +573,8 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
+        fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.learning_rate <= 0:  # a negative step climbs the loss; 0 learns nothing
         fail(f"--learning-rate must be > 0; got {args.learning_rate}")
     for name in ("num_envs", "num_steps", "critic_epochs", "critic_minibatch_size", "cg_iters", "eval_episodes"):

@@ -226,6 +226,16 @@ def test_bad_worker_counts_are_refused(in_tmp, capsys):
         assert status == 2 and f"{flag} must be >= 1" in stderr
 
 
+def test_a_seed_whose_last_worker_would_leave_numpys_range_is_refused(in_tmp, capsys):
+    top = 2**32 - 1 - 3 * a3c.WORKER_SEED_STRIDE  # worker 3 of 4 seeds numpy with exactly 2**32 - 1
+    assert a3c.worker_seed(top, 3) == 2**32 - 1
+    status, stderr = run_in_process("a3c.py", ["--num-workers", "4", "--seed", str(top + 1)], capsys)
+    assert status == 2 and "--seed must be in" in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    status, stderr = run_in_process("a3c.py", ["--num-workers", "4", "--seed", str(top), "--total-timesteps", "-1"],
+                                    capsys)
+    assert status == 2 and "--total-timesteps" in stderr, stderr  # the seed passed; the next check stopped it
+
+
 def test_a_nan_loss_stops_the_run_with_a_message(in_tmp, monkeypatch, capsys):
     monkeypatch.setattr(a3c, "n_step_returns", lambda rewards, *rest: rewards * np.nan)  # fork: the workers see it
     with pytest.raises(SystemExit) as exit_info:

@@ -230,6 +230,8 @@ def test_wrong_space_exits_2_with_one_line(script, in_tmp, capsys):
     ("budget", "-5", "budget"),
     ("eval_episodes", "0", "--eval-episodes"),
     ("model_path", "no/such/model", "--model-path"),
+    ("seed", "-1", "--seed"),  # numpy's seeding raised a ValueError traceback
+    ("seed", str(2**32), "--seed"),  # above np.random.seed's top: the same
 ])
 def test_bad_input_exits_2_without_traceback(script, field, value, named, in_tmp, capsys):
     if field == "budget":
