@@ -677,7 +677,7 @@ def train(args: Args) -> dict:
             nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
             optimizer.step()
 
-            sps = global_step / (time.time() - start_time)
+            sps = global_step / max(time.time() - start_time, 1e-9)
             if figure_log.on and iteration % LOG_EVERY_ITERATIONS == 0:
                 explained_var = 1 - (b_returns - b_values).var() / b_returns.var()
                 figure_log.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),

@@ -659,7 +659,7 @@ def train(args: Args) -> dict:
                             if not math.isfinite(value):
                                 fail(f"{name} became {value} at step {global_step}")
                         if figure_log.on:
-                            figure_log.log({**losses, "charts/SPS": global_step / (time.time() - start_time)},
+                            figure_log.log({**losses, "charts/SPS": global_step / max(time.time() - start_time, 1e-9)},
                                            step=global_step)
 
             # ---- checkpoint when one is due (every env's state is saved: see capture_envs)

@@ -847,7 +847,7 @@ def train(args: Args) -> dict:
                             fail(f"the TD loss became {loss_value} at step {global_step}")
                         if figure_log.on:
                             figure_log.log({"losses/td_loss": loss_value, "losses/q_values": q_values.mean().item(),
-                                            "charts/SPS": global_step / (time.time() - start_time)}, step=global_step)
+                                            "charts/SPS": global_step / max(time.time() - start_time, 1e-9)}, step=global_step)
                 if global_step // args.target_network_frequency > previous_step // args.target_network_frequency:
                     soft_update(target_network, q_network, args.tau)
 

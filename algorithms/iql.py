@@ -776,7 +776,7 @@ def train(args: Args) -> dict:
                             fail(f"the TD loss became {loss_value} at step {global_step}")
                         if figure_log.on:
                             figure_log.log({"losses/td_loss": loss_value, "losses/q_values": q_values.mean().item(),
-                                            "charts/SPS": global_step / (time.time() - start_time)}, step=global_step)
+                                            "charts/SPS": global_step / max(time.time() - start_time, 1e-9)}, step=global_step)
                 if global_step // args.target_network_frequency > previous_step // args.target_network_frequency:
                     soft_update(target_network, q_learner, args.tau)
 
@@ -798,7 +798,7 @@ def train(args: Args) -> dict:
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 episodes_file.flush()
-                sps = global_step / (time.time() - start_time)
+                sps = global_step / max(time.time() - start_time, 1e-9)
                 eta = int(max(args.total_timesteps - global_step, 0) / sps)
                 print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
                       f"{np.mean(episodic_returns[-10:]) if episodic_returns else float('nan'):.1f} | "

@@ -783,7 +783,7 @@ def train(args: Args) -> dict:
                     nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                     optimizer.step()
 
-            sps = global_step / (time.time() - start_time)
+            sps = global_step / max(time.time() - start_time, 1e-9)
             if figure_log.on:
                 figure_log.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),
                                 "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),

@@ -411,7 +411,7 @@ def train(args: Args) -> dict:
                 episodes_csv.writerow([global_step, episode_return, episode_length, f"{wall_time:.3f}"])
                 episodic_returns.append(episode_return)
                 figures = {"charts/episodic_return": episode_return, "charts/episodic_length": episode_length,
-                           "charts/epsilon": epsilon, "charts/SPS": global_step / wall_time}
+                           "charts/epsilon": epsilon, "charts/SPS": global_step / max(wall_time, 1e-9)}
                 if true_values is not None:
                     rms_errors.append(rms_error(table, true_values, walk_states))
                     figures["charts/rms_error"] = rms_errors[-1]
@@ -425,7 +425,7 @@ def train(args: Args) -> dict:
                 if time.time() - last_print > PROGRESS_SECONDS:
                     last_print = time.time()
                     episodes_file.flush()  # with each progress line, not per episode: episodes can be 13 steps long
-                    sps = global_step / wall_time
+                    sps = global_step / max(wall_time, 1e-9)
                     eta = int((args.total_timesteps - global_step) / sps)
                     print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
                           f"{np.mean(episodic_returns[-10:]):.2f} | epsilon {epsilon:.3f} | ETA {eta // 60}:{eta % 60:02d}")

@@ -620,7 +620,7 @@ def train(args: Args) -> dict:
                 if args.target_kl is not None and approx_kl > args.target_kl:
                     break
 
-            sps = global_step / (time.time() - start_time)
+            sps = global_step / max(time.time() - start_time, 1e-9)
             if figure_log.on:
                 explained_var = 1 - (b_returns - b_values).var() / b_returns.var()
                 figure_log.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),

@@ -563,7 +563,7 @@ def train(args: Args) -> dict:
             nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
             policy_optimizer.step()
 
-            sps = global_step / wall_time
+            sps = global_step / max(wall_time, 1e-9)
             if figure_log.on:
                 figure_log.log({"charts/episodic_return": float(np.mean(episodic_returns[-args.num_envs:])),
                                 "charts/episodic_length": valid.sum(0).mean().item(),

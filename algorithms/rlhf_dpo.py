@@ -382,7 +382,7 @@ def train(args: Args) -> dict:
                 accuracy = implicit_reward_accuracy(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
                 train_log.writerow([step, f"{loss.item():.6f}", f"{accuracy:.4f}", f"{time.time() - start_time:.3f}"])
                 figure_log.log({"losses/dpo_loss": loss.item(), "charts/implicit_reward_accuracy": accuracy,
-                                "charts/steps_per_second": (step - first_step + 1) / (time.time() - start_time)},
+                                "charts/steps_per_second": (step - first_step + 1) / max(time.time() - start_time, 1e-9)},
                                step=step)
             if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.train_steps:
                 log_file.flush()
@@ -396,7 +396,7 @@ def train(args: Args) -> dict:
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 print(f"step {step:,}/{args.train_steps:,} | loss {loss.item():.3f} | "
-                      f"{(step - first_step + 1) / (time.time() - start_time):,.0f} steps/s")
+                      f"{(step - first_step + 1) / max(time.time() - start_time, 1e-9):,.0f} steps/s")
     except KeyboardInterrupt:
         print("interrupted: evaluating and saving what was learned")
     log_file.close()

@@ -433,7 +433,7 @@ def train(args: Args) -> dict:
                     fail(f"the SFT loss became {loss.item()} at step {step}")
                 train_log.writerow([step, f"{loss.item():.6f}", f"{time.time() - start_time:.3f}"])
                 figure_log.log({"losses/sft_loss": loss.item(),
-                                "charts/steps_per_second": (step - first_step + 1) / (time.time() - start_time)},
+                                "charts/steps_per_second": (step - first_step + 1) / max(time.time() - start_time, 1e-9)},
                                step=step)
             if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.train_steps:
                 log_file.flush()
@@ -447,7 +447,7 @@ def train(args: Args) -> dict:
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 print(f"step {step:,}/{args.train_steps:,} | loss {loss.item():.3f} | "
-                      f"{(step - first_step + 1) / (time.time() - start_time):,.0f} steps/s")
+                      f"{(step - first_step + 1) / max(time.time() - start_time, 1e-9):,.0f} steps/s")
     except KeyboardInterrupt:
         print("interrupted: evaluating and saving what was learned")
     train_time = time.time() - start_time

@@ -421,7 +421,7 @@ def train(args: Args) -> dict:
                 episodic_returns.append(episode_return)
                 if figure_log.on:
                     figure_log.log({"charts/episodic_return": episode_return, "charts/episodic_length": episode_length,
-                                    "charts/epsilon": epsilon, "charts/SPS": global_step / wall_time}, step=global_step)
+                                    "charts/epsilon": epsilon, "charts/SPS": global_step / max(wall_time, 1e-9)}, step=global_step)
                 obs, _ = env.reset()
                 tiles = coder.tiles(obs)
                 action = epsilon_greedy(q_values(weights, tiles), epsilon, rng)
@@ -430,7 +430,7 @@ def train(args: Args) -> dict:
                 if time.time() - last_print > PROGRESS_SECONDS:
                     last_print = time.time()
                     episodes_file.flush()  # with each progress line, not per episode
-                    sps = global_step / wall_time
+                    sps = global_step / max(wall_time, 1e-9)
                     eta = int((args.total_timesteps - global_step) / sps)
                     print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
                           f"{np.mean(episodic_returns[-10:]):.2f} | epsilon {epsilon:.3f} | ETA {eta // 60}:{eta % 60:02d}")

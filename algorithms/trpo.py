@@ -768,7 +768,7 @@ def train(args: Args) -> dict:
                     v_loss.backward()
                     optimizer.step()
 
-            sps = global_step / (time.time() - start_time)
+            sps = global_step / max(time.time() - start_time, 1e-9)
             if figure_log.on:
                 figure_log.log({"charts/learning_rate": optimizer.param_groups[0]["lr"], "losses/value_loss": v_loss.item(),
                                 "losses/surrogate_improvement": (new_surrogate - surrogate).item(), "losses/kl": float(new_kl),

@@ -533,3 +533,13 @@ def test_a_bad_resume_exits_2_with_one_line(script, tmp_path, in_tmp, capsys):
         fine_tuned = sorted((in_tmp / "runs").glob("*/checkpoints/checkpoint_*.pt"))[0]
         status, stderr = run_in_process(script, flags + every + ["--resume", str(fine_tuned)], capsys)
         assert status == 0, stderr[-2000:]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_clock_that_does_not_move_divides_nothing_by_zero(script, in_tmp, capsys, monkeypatch):
+    """A coarse clock (time.time() ticks every 15.6 ms on some systems) can read the same at the start of a
+    run and at its first episode's end: every rate a run logs must survive an elapsed time of 0."""
+    require(script, "tensorboard")
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    status, stderr = run_in_process(script, tiny_args(script) + ["--tensorboard"], capsys)
+    assert status == 0, stderr[-2000:]
