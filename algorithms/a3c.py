@@ -612,6 +612,9 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    for name, value in vars(args).items():  # NaN passes a check such as "x <= 0": every comparison with NaN is False
+        if isinstance(value, float) and np.isnan(value):
+            fail(f"--{name.replace('_', '-')} must be a number; got nan")
     # np.random.seed takes [0, 2**32 - 1], and worker i seeds it with worker_seed(seed, i)
     if not 0 <= args.seed <= 2**32 - 1 - (args.num_workers - 1) * WORKER_SEED_STRIDE:
         fail(f"--seed must be in [0, 2**32 - 1 - (num_workers - 1) x {WORKER_SEED_STRIDE:,}]: worker i seeds numpy "

@@ -529,6 +529,9 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    for name, value in vars(args).items():  # NaN passes a check such as "x <= 0": every comparison with NaN is False
+        if isinstance(value, float) and np.isnan(value):
+            fail(f"--{name.replace('_', '-')} must be a number; got nan")
     if not 0 <= args.seed <= 2**31 - 1 - EVAL_SEED_OFFSET:  # OpenSpiel's bots take a signed 32-bit seed
         fail(f"--seed must be in [0, 2**31 - 1 - {EVAL_SEED_OFFSET:,}]: the evaluation opponent (OpenSpiel) is seeded "
              f"with seed + {EVAL_SEED_OFFSET:,} and takes a signed 32-bit seed; got {args.seed}")

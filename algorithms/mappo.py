@@ -583,6 +583,9 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    for name, value in vars(args).items():  # NaN passes a check such as "x <= 0": every comparison with NaN is False
+        if isinstance(value, float) and np.isnan(value):
+            fail(f"--{name.replace('_', '-')} must be a number; got nan")
     if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.learning_rate <= 0 or args.max_grad_norm <= 0:  # a negative step or clip climbs the loss; 0 learns nothing

@@ -253,6 +253,9 @@ class FigureLog:
 # ---------------------------------------------------------------------------------------- Train
 def check_args(args: Args) -> None:
     """Arguments that cannot work: one line naming the argument and its allowed range, exit 2."""
+    for name, value in vars(args).items():  # NaN passes a check such as "x <= 0": every comparison with NaN is False
+        if isinstance(value, float) and np.isnan(value):
+            fail(f"--{name.replace('_', '-')} must be a number; got nan")
     if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.train_steps < 0 or args.batch_size < 1:

@@ -543,3 +543,18 @@ def test_a_clock_that_does_not_move_divides_nothing_by_zero(script, in_tmp, caps
     monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
     status, stderr = run_in_process(script, tiny_args(script) + ["--tensorboard"], capsys)
     assert status == 0, stderr[-2000:]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_nan_is_refused_in_every_number(script, in_tmp, capsys):
+    """NaN passes a range check written as "x <= 0" (every comparison with NaN is False): a learning rate of
+    nan was a torch traceback, a clip norm of nan a run on nan gradients. Every float argument refuses it."""
+    fields = [field.name for field in args_fields(script) if "float" in str(field.type)]
+    if not fields:
+        pytest.skip(f"{script} has no float argument")
+    for name in fields:
+        # the tiny arguments: a script that took the value would end soon (and fail here) instead of training long
+        status, stderr = run_in_process(script, tiny_args(script) + [cli_flag(name), "nan"], capsys)
+        assert status == 2 and cli_flag(name) in stderr, (name, stderr[-2000:])
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        assert not (in_tmp / "runs").exists(), "bad input must be refused before any work"
