@@ -221,6 +221,8 @@ def check_args(args: Args) -> None:
             fail(f"--{name.replace('_', '-')} must be a number; got nan")
     if not 0 <= args.seed <= 2**32 - 1:  # numpy takes no negative seed; np.random.seed's top, as in every script
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
+    if args.max_episode_steps is not None and args.max_episode_steps < 1:  # 0 read as "left out"; -1 cut every step
+        fail(f"--max-episode-steps must be >= 1 (or left out: the registered limit); got {args.max_episode_steps}")
     if args.total_timesteps < 0:
         fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
     if args.eval_episodes < 1:

@@ -230,6 +230,7 @@ def test_wrong_space_exits_2_with_one_line(script, in_tmp, capsys):
     ("budget", "-5", "budget"),
     ("eval_episodes", "0", "--eval-episodes"),
     ("model_path", "no/such/model", "--model-path"),
+    ("max_episode_steps", "0", "--max-episode-steps"),  # was read as "left out" (the registered limit)
     ("seed", "-1", "--seed"),  # numpy's seeding raised a ValueError traceback
     ("seed", str(2**32), "--seed"),  # above np.random.seed's top: the same
 ])
@@ -555,6 +556,19 @@ def test_nan_is_refused_in_every_number(script, in_tmp, capsys):
     for name in fields:
         # the tiny arguments: a script that took the value would end soon (and fail here) instead of training long
         status, stderr = run_in_process(script, tiny_args(script) + [cli_flag(name), "nan"], capsys)
+        assert status == 2 and cli_flag(name) in stderr, (name, stderr[-2000:])
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        assert not (in_tmp / "runs").exists(), "bad input must be refused before any work"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_negative_count_is_refused(script, in_tmp, capsys):
+    """Every integer argument (a budget, size, count, interval or limit) refuses -1 in one line; a time limit
+    of -1 had cut every episode after its first step."""
+    fields = [field.name for field in args_fields(script) if "int" in str(field.type) and "uple" not in str(field.type)
+              and field.name != "seed"]  # the seed's range has its own case above
+    for name in fields:
+        status, stderr = run_in_process(script, tiny_args(script) + [cli_flag(name), "-1"], capsys)
         assert status == 2 and cli_flag(name) in stderr, (name, stderr[-2000:])
         assert len(stderr.strip().splitlines()) == 1, stderr
         assert not (in_tmp / "runs").exists(), "bad input must be refused before any work"
