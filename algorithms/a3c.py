@@ -619,8 +619,8 @@ def check_args(args: Args) -> None:
     if not 0 <= args.seed <= 2**32 - 1 - (args.num_workers - 1) * WORKER_SEED_STRIDE:
         fail(f"--seed must be in [0, 2**32 - 1 - (num_workers - 1) x {WORKER_SEED_STRIDE:,}]: worker i seeds numpy "
              f"with seed + i x {WORKER_SEED_STRIDE:,}; got {args.seed}")
-    if args.learning_rate <= 0 or args.max_grad_norm <= 0:  # a negative step or clip climbs the loss; 0 learns nothing
-        fail(f"--learning-rate and --max-grad-norm must be > 0; got {args.learning_rate}, {args.max_grad_norm}")
+    if not 0 < args.learning_rate < np.inf or args.max_grad_norm <= 0:  # a negative step or clip climbs the loss; 0 learns nothing
+        fail(f"--learning-rate must be > 0 and finite, --max-grad-norm > 0; got {args.learning_rate}, {args.max_grad_norm}")
     for name in ("num_workers", "num_steps", "eval_episodes"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
@@ -628,6 +628,9 @@ def check_args(args: Args) -> None:
         fail(f"--total-timesteps must be 0 (only evaluate) or more; got {args.total_timesteps}")
     if not 0.0 <= args.gamma <= 1.0:
         fail(f"--gamma must be in [0, 1]; got {args.gamma}")
+    # a negative coefficient turns its term around (value ascent, entropy descent)
+    if not (args.vf_coef >= 0 and args.ent_coef >= 0):
+        fail(f"--vf-coef and --ent-coef must be >= 0; got {args.vf_coef}, {args.ent_coef}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     if args.checkpoint_every < 0:

@@ -535,8 +535,8 @@ def check_args(args: Args) -> None:
     if not 0 <= args.seed <= 2**31 - 1 - EVAL_SEED_OFFSET:  # OpenSpiel's bots take a signed 32-bit seed
         fail(f"--seed must be in [0, 2**31 - 1 - {EVAL_SEED_OFFSET:,}]: the evaluation opponent (OpenSpiel) is seeded "
              f"with seed + {EVAL_SEED_OFFSET:,} and takes a signed 32-bit seed; got {args.seed}")
-    if args.learning_rate <= 0:  # a negative step climbs the loss; 0 learns nothing
-        fail(f"--learning-rate must be > 0; got {args.learning_rate}")
+    if not 0 < args.learning_rate < np.inf:  # a negative step climbs the loss; 0 learns nothing
+        fail(f"--learning-rate must be > 0 and finite; got {args.learning_rate}")
     if args.eval_simulations is not None and args.eval_simulations < 1:
         fail(f"--eval-simulations must be >= 1 (or None: --num-simulations); got {args.eval_simulations}")
     for name in ("num_envs", "num_simulations", "hidden_size", "num_layers", "buffer_size", "batch_size",

@@ -471,8 +471,8 @@ def check_args(args: Args) -> None:
             fail(f"--{name.replace('_', '-')} must be a number; got nan")
     if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
-    if args.learning_rate <= 0:  # a negative step climbs the loss; 0 learns nothing
-        fail(f"--learning-rate must be > 0; got {args.learning_rate}")
+    if not 0 < args.learning_rate < np.inf:  # a negative step climbs the loss; 0 learns nothing
+        fail(f"--learning-rate must be > 0 and finite; got {args.learning_rate}")
     total_timesteps, learning_starts = budget(args)
     for name in ("num_envs", "eval_episodes", "buffer_size", "batch_size", "policy_frequency"):
         if getattr(args, name) < 1:

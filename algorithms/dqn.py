@@ -661,11 +661,13 @@ def check_args(args: Args) -> None:
     if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     # A negative step or clip climbs the loss; 0 learns nothing
-    if args.learning_rate <= 0 or (args.max_grad_norm is not None and args.max_grad_norm <= 0):
-        fail(f"--learning-rate and --max-grad-norm must be > 0 (--max-grad-norm may be left out: no clipping); "
+    if not 0 < args.learning_rate < np.inf or (args.max_grad_norm is not None and args.max_grad_norm <= 0):
+        fail(f"--learning-rate must be > 0 and finite, --max-grad-norm > 0 (or left out: no clipping); "
              f"got {args.learning_rate}, {args.max_grad_norm}")
     if not 0.0 <= args.end_e <= args.start_e <= 1.0:  # epsilon falls (linear_schedule holds it at end_e otherwise)
         fail(f"--start-e and --end-e must satisfy 0 <= end-e <= start-e <= 1; got {args.start_e}, {args.end_e}")
+    if not 0.0 <= args.exploration_fraction < np.inf:  # the share of the budget over which epsilon falls
+        fail(f"--exploration-fraction must be >= 0 and finite; got {args.exploration_fraction}")
     for name in ("num_envs", "eval_episodes", "buffer_size", "batch_size", "train_frequency",
                  "target_network_frequency", "n_step"):
         if getattr(args, name) < 1:

@@ -568,8 +568,8 @@ def check_args(args: Args) -> None:
             fail(f"--{name.replace('_', '-')} must be a number; got nan")
     if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
-    if args.learning_rate <= 0 or args.max_grad_norm <= 0:  # a negative step or clip climbs the loss; 0 learns nothing
-        fail(f"--learning-rate and --max-grad-norm must be > 0; got {args.learning_rate}, {args.max_grad_norm}")
+    if not 0 < args.learning_rate < np.inf or args.max_grad_norm <= 0:  # a negative step or clip climbs the loss; 0 learns nothing
+        fail(f"--learning-rate must be > 0 and finite, --max-grad-norm > 0; got {args.learning_rate}, {args.max_grad_norm}")
     for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_episodes", "segment_length",
                  "reward_model_updates", "reward_model_batch_size"):
         if getattr(args, name) < 1:
@@ -584,6 +584,11 @@ def check_args(args: Args) -> None:
              f"{batch_size // args.num_minibatches}")
     if not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.gae_lambda <= 1.0:
         fail(f"--gamma and --gae-lambda must be in [0, 1]; got {args.gamma}, {args.gae_lambda}")
+    # a negative coefficient turns its term around (value ascent, entropy descent, a clip window that shuts)
+    if not (args.clip_coef > 0 and args.vf_coef >= 0 and args.ent_coef >= 0):
+        fail(f"--clip-coef must be > 0, --vf-coef and --ent-coef >= 0; got {args.clip_coef}, {args.vf_coef}, {args.ent_coef}")
+    if args.target_kl is not None and args.target_kl <= 0:  # the KL is >= 0: every epoch would stop at one minibatch
+        fail(f"--target-kl must be > 0 (or left out: no early stop); got {args.target_kl}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     if not 1 <= args.initial_comparisons <= args.num_comparisons:
@@ -591,8 +596,8 @@ def check_args(args: Args) -> None:
     if args.num_envs * (args.num_steps // args.segment_length) < 2:
         fail(f"--segment-length {args.segment_length} leaves fewer than 2 segments in a rollout of {args.num_envs} x "
              f"{args.num_steps} steps: nothing to compare")
-    if args.label_temperature < 0 or args.reward_model_weight_decay < 0 or args.reward_model_lr <= 0:
-        fail(f"--label-temperature and --reward-model-weight-decay must be >= 0 and --reward-model-lr > 0; got "
+    if args.label_temperature < 0 or args.reward_model_weight_decay < 0 or not 0 < args.reward_model_lr < np.inf:
+        fail(f"--label-temperature and --reward-model-weight-decay must be >= 0, --reward-model-lr > 0 and finite; got "
              f"{args.label_temperature}, {args.reward_model_weight_decay}, {args.reward_model_lr}")
     if args.checkpoint_every < 0:
         fail(f"--checkpoint-every must be >= 0 (0: no checkpoints); got {args.checkpoint_every}")

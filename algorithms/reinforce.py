@@ -403,8 +403,8 @@ def check_args(args: Args) -> None:
     if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     # A negative step or clip climbs the loss; 0 learns nothing
-    if args.learning_rate <= 0 or args.baseline_learning_rate <= 0 or args.max_grad_norm <= 0:
-        fail(f"--learning-rate, --baseline-learning-rate and --max-grad-norm must be > 0; "
+    if not 0 < args.learning_rate < np.inf or not 0 < args.baseline_learning_rate < np.inf or args.max_grad_norm <= 0:
+        fail(f"--learning-rate and --baseline-learning-rate must be > 0 and finite, --max-grad-norm > 0; "
              f"got {args.learning_rate}, {args.baseline_learning_rate}, {args.max_grad_norm}")
     for name in ("num_envs", "eval_episodes", "hidden_size"):
         if getattr(args, name) < 1:
@@ -413,6 +413,9 @@ def check_args(args: Args) -> None:
         fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
     if not 0.0 <= args.gamma <= 1.0:
         fail(f"--gamma must be in [0, 1]; got {args.gamma}")
+    # a negative coefficient turns its term around (entropy descent)
+    if args.ent_coef < 0:
+        fail(f"--ent-coef must be >= 0; got {args.ent_coef}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     if args.checkpoint_every < 0:

@@ -301,8 +301,8 @@ def check_args(args: Args) -> None:
              f"{args.batch_size}, {args.eval_samples}")
     if args.train_steps == 0 and args.model_path is None:
         fail("--train-steps 0 only evaluates a saved policy: give it with --model-path")
-    if args.beta <= 0 or args.learning_rate <= 0 or not 0.0 < args.heldout_fraction < 1.0:
-        fail(f"--beta and --learning-rate must be > 0 and --heldout-fraction in (0, 1); got {args.beta}, "
+    if args.beta <= 0 or not 0 < args.learning_rate < np.inf or not 0.0 < args.heldout_fraction < 1.0:
+        fail(f"--beta must be > 0, --learning-rate > 0 and finite, --heldout-fraction in (0, 1); got {args.beta}, "
              f"{args.learning_rate}, {args.heldout_fraction}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")

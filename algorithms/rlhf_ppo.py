@@ -336,11 +336,14 @@ def check_args(args: Args) -> None:
         fail("--train-steps 0 only evaluates a saved policy: give it with --model-path")
     if args.num_minibatches > args.rollout_size:
         fail(f"--num-minibatches ({args.num_minibatches}) must not exceed --rollout-size ({args.rollout_size})")
-    if args.kl_coef < 0 or args.kl_target <= 0 or args.learning_rate <= 0 or not 0.0 <= args.gae_lambda <= 1.0:
-        fail(f"--kl-coef must be >= 0, --kl-target and --learning-rate > 0, --gae-lambda in [0, 1]; got "
+    if args.kl_coef < 0 or args.kl_target <= 0 or not 0 < args.learning_rate < np.inf or not 0.0 <= args.gae_lambda <= 1.0:
+        fail(f"--kl-coef must be >= 0, --kl-target > 0, --learning-rate > 0 and finite, --gae-lambda in [0, 1]; got "
              f"{args.kl_coef}, {args.kl_target}, {args.learning_rate}, {args.gae_lambda}")
     if args.adaptive_kl and args.kl_coef == 0:  # the controller multiplies beta: from 0 it never moves
         fail("--adaptive-kl adjusts --kl-coef by a factor each iteration and cannot move it from 0: give a starting --kl-coef > 0")
+    # a negative coefficient turns its term around (value ascent, a clip window that shuts)
+    if not (args.clip_coef > 0 and args.vf_coef >= 0):
+        fail(f"--clip-coef must be > 0, --vf-coef >= 0; got {args.clip_coef}, {args.vf_coef}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     if args.checkpoint_every < 0:

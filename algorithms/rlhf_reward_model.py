@@ -262,8 +262,8 @@ def check_args(args: Args) -> None:
         fail(f"--train-steps must be >= 0 and --batch-size >= 1; got {args.train_steps}, {args.batch_size}")
     if args.train_steps == 0 and args.model_path is None:
         fail("--train-steps 0 only evaluates a saved reward model: give it with --model-path")
-    if args.learning_rate <= 0 or not 0.0 < args.heldout_fraction < 1.0:
-        fail(f"--learning-rate must be > 0 and --heldout-fraction in (0, 1); got {args.learning_rate}, {args.heldout_fraction}")
+    if not 0 < args.learning_rate < np.inf or not 0.0 < args.heldout_fraction < 1.0:
+        fail(f"--learning-rate must be > 0 and finite, --heldout-fraction in (0, 1); got {args.learning_rate}, {args.heldout_fraction}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     if args.checkpoint_every < 0:

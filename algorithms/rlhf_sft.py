@@ -356,8 +356,8 @@ def check_args(args: Args) -> None:
         fail("--train-steps 0 only evaluates a saved reference: give it with --model-path")
     if args.train_steps > 0 and args.num_demonstrations < 2:  # a tenth (at least one) is held out for the test loss
         fail(f"--num-demonstrations must be >= 2 to train (one is held out); got {args.num_demonstrations}")
-    if args.learning_rate <= 0 or args.label_temperature <= 0:
-        fail(f"--learning-rate and --label-temperature must be > 0; got {args.learning_rate}, {args.label_temperature}")
+    if not 0 < args.learning_rate < np.inf or args.label_temperature <= 0:
+        fail(f"--learning-rate must be > 0 and finite, --label-temperature > 0; got {args.learning_rate}, {args.label_temperature}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     if args.checkpoint_every < 0:

@@ -501,8 +501,8 @@ def check_args(args: Args) -> None:
             fail(f"--{name.replace('_', '-')} must be a number; got nan")
     if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
-    if args.policy_lr <= 0 or args.q_lr <= 0:  # a negative step climbs the loss; 0 learns nothing
-        fail(f"--policy-lr and --q-lr must be > 0; got {args.policy_lr}, {args.q_lr}")
+    if not 0 < args.policy_lr < np.inf or not 0 < args.q_lr < np.inf:  # a negative step climbs the loss; 0 learns nothing
+        fail(f"--policy-lr and --q-lr must be > 0 and finite; got {args.policy_lr}, {args.q_lr}")
     total_timesteps = budget(args)
     for name in ("num_envs", "eval_episodes", "buffer_size", "batch_size", "policy_frequency",
                  "target_network_frequency"):

@@ -200,6 +200,8 @@ def check_args(args: Args) -> None:
         fail(f"--max-episode-steps must be >= 1 (or left out: the registered limit); got {args.max_episode_steps}")
     if not 0.0 <= args.end_e <= args.start_e <= 1.0:  # epsilon falls (linear_schedule holds it at end_e otherwise)
         fail(f"--start-e and --end-e must satisfy 0 <= end-e <= start-e <= 1; got {args.start_e}, {args.end_e}")
+    if not 0.0 <= args.exploration_fraction < np.inf:  # the share of the budget over which epsilon falls
+        fail(f"--exploration-fraction must be >= 0 and finite; got {args.exploration_fraction}")
     if args.total_timesteps < 0:
         fail(f"--total-timesteps must be >= 0 (0 only evaluates); got {args.total_timesteps}")
     if args.eval_episodes < 1:

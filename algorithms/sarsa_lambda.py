@@ -311,13 +311,15 @@ def check_args(args: Args) -> None:
         fail(f"--total-episodes must be >= 1 (or left out); got {args.total_episodes}")
     if args.eval_episodes < 1:
         fail(f"--eval-episodes must be >= 1; got {args.eval_episodes}")
-    if not 0.0 < args.learning_rate or not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.lam <= 1.0:
-        fail(f"--learning-rate must be > 0, --gamma and --lam in [0, 1]; got {args.learning_rate}, {args.gamma}, {args.lam}")
+    if not 0.0 < args.learning_rate < np.inf or not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.lam <= 1.0:
+        fail(f"--learning-rate must be > 0 and finite, --gamma and --lam in [0, 1]; got {args.learning_rate}, {args.gamma}, {args.lam}")
     if min(args.num_tilings, args.tiles_per_dim, args.memory_size) < 1:
         fail(f"--num-tilings, --tiles-per-dim and --memory-size must be >= 1; got {args.num_tilings}, "
              f"{args.tiles_per_dim}, {args.memory_size}")
     if not 0.0 <= args.end_e <= args.start_e <= 1.0:  # epsilon falls (linear_schedule holds it at end_e otherwise)
         fail(f"--start-e and --end-e must satisfy 0 <= end-e <= start-e <= 1; got {args.start_e}, {args.end_e}")
+    if not 0.0 <= args.exploration_fraction < np.inf:  # the share of the budget over which epsilon falls
+        fail(f"--exploration-fraction must be >= 0 and finite; got {args.exploration_fraction}")
     if args.model_path is not None and not os.path.isfile(args.model_path):
         fail(f"--model-path {args.model_path} is not a file")
     try:

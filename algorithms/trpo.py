@@ -578,8 +578,8 @@ def check_args(args: Args) -> None:
             fail(f"--{name.replace('_', '-')} must be a number; got nan")
     if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
-    if args.learning_rate <= 0:  # a negative step climbs the loss; 0 learns nothing
-        fail(f"--learning-rate must be > 0; got {args.learning_rate}")
+    if not 0 < args.learning_rate < np.inf:  # a negative step climbs the loss; 0 learns nothing
+        fail(f"--learning-rate must be > 0 and finite; got {args.learning_rate}")
     for name in ("num_envs", "num_steps", "critic_epochs", "critic_minibatch_size", "cg_iters", "eval_episodes"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")

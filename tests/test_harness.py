@@ -231,6 +231,13 @@ def test_wrong_space_exits_2_with_one_line(script, in_tmp, capsys):
     ("eval_episodes", "0", "--eval-episodes"),
     ("model_path", "no/such/model", "--model-path"),
     ("max_episode_steps", "0", "--max-episode-steps"),  # was read as "left out" (the registered limit)
+    ("exploration_fraction", "-0.5", "--exploration-fraction"),  # epsilon sat at its end value from step 1
+    ("exploration_fraction", "inf", "--exploration-fraction"),  # an OverflowError traceback
+    # a negative coefficient turns its term around; a target KL of 0 stops every epoch after one minibatch
+    ("clip_coef", "-0.2", "--clip-coef"),
+    ("vf_coef", "-0.5", "--vf-coef"),
+    ("ent_coef", "-0.01", "--ent-coef"),
+    ("target_kl", "0", "--target-kl"),
     ("seed", "-1", "--seed"),  # numpy's seeding raised a ValueError traceback
     ("seed", str(2**32), "--seed"),  # above np.random.seed's top: the same
 ])
@@ -258,10 +265,13 @@ ZERO_STEP_ALLOWED = {("td_lambda.py", "learning_rate")}
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-@pytest.mark.parametrize("value", ["-0.1", "0"])
-def test_a_step_size_or_clip_norm_that_is_not_positive_is_refused(script, value, in_tmp, capsys):
+@pytest.mark.parametrize("value", ["-0.1", "0", "inf"])
+def test_a_step_size_or_clip_norm_out_of_range_is_refused(script, value, in_tmp, capsys):
+    """Step sizes must be > 0 and finite (an infinite one was a traceback or nan weights), clip norms > 0 (a
+    clip norm of inf is no clipping, a setting of its own)."""
     fields = [name for name in STEP_FIELDS if has_field(script, name)
-              and not (value == "0" and (script, name) in ZERO_STEP_ALLOWED)]
+              and not (value == "0" and (script, name) in ZERO_STEP_ALLOWED)
+              and not (value == "inf" and name == "max_grad_norm")]
     if not fields:
         pytest.skip(f"{script} has no step size or clip norm to refuse at {value}")
     for name in fields:
