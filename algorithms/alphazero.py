@@ -537,6 +537,8 @@ def check_args(args: Args) -> None:
              f"with seed + {EVAL_SEED_OFFSET:,} and takes a signed 32-bit seed; got {args.seed}")
     if not 0 < args.learning_rate < np.inf:  # a negative step climbs the loss; 0 learns nothing
         fail(f"--learning-rate must be > 0 and finite; got {args.learning_rate}")
+    if not 0 <= args.weight_decay < np.inf:  # a negative L2 term would push the weights outwards (torch refuses it)
+        fail(f"--weight-decay must be >= 0 and finite; got {args.weight_decay}")
     if args.eval_simulations is not None and args.eval_simulations < 1:
         fail(f"--eval-simulations must be >= 1 (or None: --num-simulations); got {args.eval_simulations}")
     for name in ("num_envs", "num_simulations", "hidden_size", "num_layers", "buffer_size", "batch_size",

@@ -163,6 +163,7 @@ def test_self_play_stores_each_position_with_the_outcome_for_its_mover(in_tmp, m
     (["--play", "first"], "--play needs --model-path"),
     # the evaluation opponent, OpenSpiel's MCTSBot, plays seed + 10,000 and takes a signed 32-bit seed
     (["--seed", str(2**31 - 10_000)], "--seed"),
+    (["--weight-decay", "-0.1"], "--weight-decay"),  # was torch's ValueError traceback
 ])
 def test_bad_input_exits_2_with_one_line(flags, named, in_tmp, capsys):
     status, stderr = run_in_process("alphazero.py", flags, capsys)
