@@ -753,7 +753,7 @@ def train(args: Args) -> dict:
         if time.time() - last_print > PROGRESS_SECONDS and global_step.value > 0:
             last_print = time.time()
             episodes_file.flush()
-            sps = global_step.value / max(time.time() - start_time, 1e-9)
+            sps = global_step.value / (time.time() - start_time)
             eta = int(max(args.total_timesteps - global_step.value, 0) / max(sps, 1e-9))
             print(f"step {global_step.value:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "
                   f"{np.mean(episodic_returns[-10:]) if episodic_returns else float('nan'):.1f} | "

@@ -658,7 +658,7 @@ def check_args(args: Args) -> None:
     for name, value in vars(args).items():  # NaN passes a check such as "x <= 0": every comparison with NaN is False
         if isinstance(value, float) and np.isnan(value):
             fail(f"--{name.replace('_', '-')} must be a number; got nan")
-    if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
+    if not 0 <= args.seed <= 2**32 - 1:  # np.random.seed's range, one range of seeds for every script
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     # A negative step or clip climbs the loss; 0 learns nothing
     if not 0 < args.learning_rate < np.inf or (args.max_grad_norm is not None and args.max_grad_norm <= 0):

@@ -345,7 +345,7 @@ def check_args(args: Args) -> None:
     for name, value in vars(args).items():  # NaN passes a check such as "x <= 0": every comparison with NaN is False
         if isinstance(value, float) and np.isnan(value):
             fail(f"--{name.replace('_', '-')} must be a number; got nan")
-    if not 0 <= args.seed <= 2**32 - 1:  # the range numpy's global seed takes (np.random.seed)
+    if not 0 <= args.seed <= 2**32 - 1:  # np.random.seed's range, one range of seeds for every script
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     for name in ("num_demonstrations", "batch_size", "embedding_size", "hidden_size"):
         if getattr(args, name) < 1:
@@ -450,7 +450,7 @@ def train(args: Args) -> dict:
             if time.time() - last_print > PROGRESS_SECONDS:
                 last_print = time.time()
                 print(f"step {step:,}/{args.train_steps:,} | loss {loss.item():.3f} | "
-                      f"{(step - first_step + 1) / max(time.time() - start_time, 1e-9):,.0f} steps/s")
+                      f"{(step - first_step + 1) / (time.time() - start_time):,.0f} steps/s")
     except KeyboardInterrupt:
         print("interrupted: evaluating and saving what was learned")
     train_time = time.time() - start_time

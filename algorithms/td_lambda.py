@@ -300,7 +300,7 @@ def check_args(args: Args) -> None:
     for name, value in vars(args).items():  # NaN passes a check such as "x <= 0": every comparison with NaN is False
         if isinstance(value, float) and np.isnan(value):
             fail(f"--{name.replace('_', '-')} must be a number; got nan")
-    if not 0 <= args.seed <= 2**32 - 1:  # numpy takes no negative seed; np.random.seed's top, as in every script
+    if not 0 <= args.seed <= 2**32 - 1:  # np.random.seed's range, one range of seeds for every script
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.max_episode_steps is not None and args.max_episode_steps < 1:  # 0 read as "left out"; -1 cut every step
         fail(f"--max-episode-steps must be >= 1 (or left out: the registered limit); got {args.max_episode_steps}")
@@ -427,7 +427,7 @@ def train(args: Args) -> dict:
                 if time.time() - last_print > PROGRESS_SECONDS:
                     last_print = time.time()
                     episodes_file.flush()  # with each progress line, not per episode
-                    sps = global_step / max(wall_time, 1e-9)
+                    sps = global_step / wall_time
                     eta = int((args.total_timesteps - global_step) / sps)
                     rms = f" | RMS error {rms_errors[-1]:.4f}" if rms_errors else ""
                     print(f"step {global_step:,}/{args.total_timesteps:,} | {sps:,.0f} SPS | return (last 10) "

@@ -221,7 +221,7 @@ def check_args(args: Args) -> None:
     for name, value in vars(args).items():  # NaN passes a check such as "x <= 0": every comparison with NaN is False
         if isinstance(value, float) and np.isnan(value):
             fail(f"--{name.replace('_', '-')} must be a number; got nan")
-    if not 0 <= args.seed <= 2**32 - 1:  # numpy takes no negative seed; np.random.seed's top, as in every script
+    if not 0 <= args.seed <= 2**32 - 1:  # np.random.seed's range, one range of seeds for every script
         fail(f"--seed must be in [0, 2**32 - 1]; got {args.seed}")
     if args.max_episode_steps is not None and args.max_episode_steps < 1:  # 0 read as "left out"; -1 cut every step
         fail(f"--max-episode-steps must be >= 1 (or left out: the registered limit); got {args.max_episode_steps}")
